@@ -1,0 +1,43 @@
+# The two entry points (see README): `make demo` and `make test`. Each creates its own virtualenv.
+PYTHON ?= python3
+DEMO_VENV := .venv-demo
+TEST_VENV := .venv-test
+PIP_FLAGS := --quiet --disable-pip-version-check
+
+.PHONY: demo test lint typecheck pytest bench-venv bench clean
+
+$(DEMO_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/pip install $(PIP_FLAGS) -e '.[cli,watch,plot]'
+	touch $@
+
+demo: $(DEMO_VENV)/.installed
+	$(DEMO_VENV)/bin/tickwork demo
+
+$(TEST_VENV)/.installed: pyproject.toml requirements/test.txt
+	$(PYTHON) -m venv $(TEST_VENV)
+	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) -r requirements/test.txt -e '.[cli,watch,s3,plot]'
+	touch $@
+
+lint: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/ruff check src tests benchmarks
+	$(TEST_VENV)/bin/ruff format --check src tests benchmarks
+
+typecheck: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/mypy
+
+pytest: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+# The anchors (tf_keras, TensorFlow) live in their own environment, never beside tickwork's tests.
+.bench-venv/.installed: pyproject.toml benchmarks/requirements.txt
+	$(PYTHON) -m venv .bench-venv
+	.bench-venv/bin/pip install $(PIP_FLAGS) -r benchmarks/requirements.txt -e '.[watch,s3]'
+	touch $@
+
+bench-venv: .bench-venv/.installed
+
+clean:
+	rm -rf $(DEMO_VENV) $(TEST_VENV) .bench-venv .mypy_cache .ruff_cache .pytest_cache

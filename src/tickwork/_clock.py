@@ -1,0 +1,134 @@
+"""The one clock: monotonic time and interruptible waits.
+
+Everything in tickwork that measures a duration or waits for one goes through a :class:`Clock`.
+Library code never calls ``time.sleep``: every wait is a wait on a *stop* signal with a timeout, so
+a stop request ends it at once. Tests swap in :class:`tickwork.testing.FakeClock` and move time by
+hand instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+import time
+from typing import Protocol, runtime_checkable
+
+__all__ = ["MONOTONIC", "Clock", "MonotonicClock", "Waitable", "as_waitable"]
+
+
+@runtime_checkable
+class Waitable(Protocol):
+    """Anything that can be waited on for a stop: :class:`threading.Event` is one."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class Clock(abc.ABC):
+    """A monotonic clock with waits that a stop signal interrupts.
+
+    ``now()`` is in seconds from an arbitrary origin and never goes backwards.
+    """
+
+    @abc.abstractmethod
+    def now(self) -> float:
+        """The current time, in seconds."""
+
+    @abc.abstractmethod
+    def wait(self, stop: Waitable | None, timeout: float | None) -> bool:
+        """Wait until ``stop`` is set or ``timeout`` seconds have passed.
+
+        Returns True when ``stop`` is set (at once if it already was), False on timeout. With
+        ``timeout=None`` it waits for ``stop`` alone. A wait with neither stop nor timeout would
+        never end and is refused.
+        """
+
+    def wait_until(self, stop: Waitable | None, deadline: float) -> bool:
+        """Wait until ``stop`` is set or the clock reaches ``deadline``.
+
+        Returns True when stopped, False once ``now() >= deadline``. Unlike a single timed wait it
+        never returns early, whatever the underlying wait does.
+        """
+        while True:
+            if stop is not None and stop.is_set():
+                return True
+            remaining = deadline - self.now()
+            if remaining <= 0:
+                return False
+            if self.wait(stop, remaining):
+                return True
+
+
+class MonotonicClock(Clock):
+    """The real clock: :func:`time.monotonic` and :meth:`threading.Event.wait`."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def wait(self, stop: Waitable | None, timeout: float | None) -> bool:
+        if timeout is not None and timeout < 0:
+            timeout = 0.0
+        if stop is None:
+            if timeout is None:
+                raise ValueError("a wait needs a stop signal or a timeout; got neither")
+            # Nothing can interrupt this wait, but it still never calls time.sleep().
+            threading.Event().wait(timeout)
+            return False
+        return stop.wait(timeout)
+
+    def __repr__(self) -> str:
+        return "MonotonicClock()"
+
+
+MONOTONIC: Clock = MonotonicClock()
+"""The process-wide real clock; what every tickwork object uses unless given another."""
+
+
+class _CoordinatorWaitable:
+    """Adapts anything with ``should_stop()``/``wait_for_stop(timeout)`` (a Coordinator, tickwork's
+    or TensorFlow's) to :class:`Waitable`."""
+
+    __slots__ = ("_coord",)
+
+    def __init__(self, coord: _CoordinatorLike) -> None:
+        self._coord = coord
+
+    def is_set(self) -> bool:
+        return bool(self._coord.should_stop())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return bool(self._coord.wait_for_stop(timeout))
+
+    def __repr__(self) -> str:
+        return f"<stop signal of {self._coord!r}>"
+
+
+class _CoordinatorLike(Protocol):
+    def should_stop(self) -> bool: ...
+
+    def wait_for_stop(self, timeout: float | None = None) -> bool: ...
+
+
+def as_waitable(stop: object, *, argument: str = "stop") -> Waitable | None:
+    """Turn a ``stop=`` argument into a :class:`Waitable`.
+
+    Accepts None, a :class:`threading.Event` (or anything with ``is_set()`` and ``wait()``), or a
+    coordinator (anything with ``should_stop()`` and ``wait_for_stop()``). A tickwork Coordinator's
+    own event is used directly so a wait on it costs nothing extra.
+    """
+    if stop is None:
+        return None
+    own = getattr(stop, "_tickwork_stop_event", None)
+    if own is not None and isinstance(own, Waitable):
+        return own
+    if isinstance(stop, Waitable):
+        return stop
+    if callable(getattr(stop, "should_stop", None)) and callable(
+        getattr(stop, "wait_for_stop", None)
+    ):
+        return _CoordinatorWaitable(stop)  # type: ignore[arg-type]
+    raise TypeError(
+        f"'{argument}' must be a threading.Event (anything with is_set() and wait()) or a "
+        f"Coordinator (anything with should_stop() and wait_for_stop()); got {stop!r}"
+    )

@@ -1,0 +1,142 @@
+"""LooperThread: a thread that runs code repeatedly under a Coordinator, optionally on a timer.
+
+Same API as ``tf.train.LooperThread``. The timer is the fixed-rate schedule that TimedThread uses
+(:mod:`tickwork._ticker`) on a monotonic clock, where TensorFlow's uses the wall clock and, after
+an overrun, calls back to back until it has caught up; here missed slots are skipped by default
+(``overrun="catch_up"`` gives TensorFlow's behaviour).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ._clock import Clock
+from ._coordinator import Coordinator
+from ._schedule import Overrun
+from ._ticker import Ticker, TickStats
+from ._validate import check_choice, check_positive
+
+__all__ = ["LooperThread"]
+
+
+def _describe(target: Callable[..., object] | None, fallback: str) -> str:
+    if target is None:
+        return fallback
+    return str(getattr(target, "__qualname__", None) or repr(target))
+
+
+class LooperThread(threading.Thread):
+    """A thread that runs code repeatedly, optionally on a timer, under a Coordinator.
+
+    It repeatedly runs ``target(*args, **kwargs)``, or :meth:`run_loop` when a subclass overrides
+    it. Before each run it checks whether the coordinator has requested a stop, and it ends at once
+    if so (a wait for the next slot is interrupted). An exception from the code it runs is
+    reported to the coordinator (which then stops the other threads) and ends this thread.
+
+    Args:
+        coord: a tickwork :class:`Coordinator`; the thread registers with it.
+        timer_interval_secs: seconds between the due times of runs on a fixed-rate grid, or None
+            to run back to back.
+        target, args, kwargs: what to run; ``args``/``kwargs`` need a ``target``.
+        overrun: what happens to slots that pass while a run is still going; see
+            :class:`tickwork.Overrun`. TensorFlow's LooperThread behaves as ``"catch_up"``.
+        clock: the clock to schedule on; defaults to the coordinator's.
+
+    Raises:
+        ValueError: ``coord`` is not a Coordinator, or ``args``/``kwargs`` come without ``target``.
+    """
+
+    def __init__(
+        self,
+        coord: Coordinator,
+        timer_interval_secs: float | None,
+        target: Callable[..., object] | None = None,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        overrun: Overrun | str = Overrun.SKIP,
+        clock: Clock | None = None,
+    ) -> None:
+        if not isinstance(coord, Coordinator):
+            raise ValueError(f"'coord' argument must be a tickwork Coordinator; got {coord!r}")
+        interval = (
+            None
+            if timer_interval_secs is None
+            else check_positive("timer_interval_secs", timer_interval_secs)
+        )
+        if target is None and (args or kwargs):
+            raise ValueError("'args' and 'kwargs' argument require that you also pass 'target'")
+        if target is not None and not callable(target):
+            raise ValueError(f"'target' must be callable or None; got {target!r}")
+        super().__init__(name=f"LooperThread({_describe(target, type(self).__qualname__)})")
+        self.daemon = True
+        self._coord = coord
+        self._timer_interval_secs = interval
+        self._target = target
+        self._args = tuple(args or ())
+        self._kwargs = dict(kwargs or {})
+        if clock is not None and not isinstance(clock, Clock):
+            raise TypeError(f"'clock' must be a tickwork Clock or None; got {clock!r}")
+        self._ticker = Ticker(
+            interval,
+            self.run_loop,
+            clock=clock or coord.clock,
+            overrun=check_choice("overrun", overrun, Overrun),
+            on_error=self._report,
+        )
+        self._coord.register_thread(self)
+
+    @staticmethod
+    def loop(
+        coord: Coordinator,
+        timer_interval_secs: float | None,
+        target: Callable[..., object],
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> LooperThread:
+        """Start a LooperThread that calls ``target`` every ``timer_interval_secs`` seconds.
+
+        Returns the started thread. It ends when the coordinator is asked to stop.
+        """
+        looper = LooperThread(coord, timer_interval_secs, target=target, args=args, kwargs=kwargs)
+        looper.start()
+        return looper
+
+    def _report(self, exc: BaseException) -> bool:
+        self._coord.request_stop((type(exc), exc, exc.__traceback__))
+        return False
+
+    def run(self) -> None:
+        with self._coord.stop_on_exception():
+            try:
+                self.start_loop()
+                self._ticker.run(self._coord._tickwork_stop_event)
+            finally:
+                # Unlike TensorFlow's, stop_loop() runs after a failed run_loop() too, so the
+                # cleanup it does is never skipped; an exception it raises is reported as well.
+                self.stop_loop()
+
+    def run_loop(self) -> None:
+        """Called at ``timer_interval_secs`` boundaries (back to back when None)."""
+        if self._target is not None:
+            self._target(*self._args, **self._kwargs)
+
+    def start_loop(self) -> None:
+        """Called once when the thread starts, before the first run."""
+
+    def stop_loop(self) -> None:
+        """Called once when the thread stops."""
+
+    def statistics(self) -> TickStats:
+        """Runs, missed slots, errors and lateness so far."""
+        return self._ticker.statistics()
+
+    def __repr__(self) -> str:
+        interval = (
+            "back-to-back"
+            if self._timer_interval_secs is None
+            else f"every {self._timer_interval_secs:g}s"
+        )
+        return f"<LooperThread {self.name!r} {interval} {'alive' if self.is_alive() else 'idle'}>"

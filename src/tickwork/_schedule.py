@@ -1,0 +1,124 @@
+"""The fixed-rate schedule: pure functions of (grid, last slot, now), no threads, no clocks.
+
+Call ``k`` of a schedule is due at ``anchor + k * interval``, however long the calls take. Call 0 is
+due at the start. The one question the policy answers is what to do when time has moved past one
+or more slots without a call, either because a call overran (it was still running when the next
+slot came) or because the thread woke up late:
+
+``Overrun.SKIP`` (default)
+    Stay on the grid. After a call that overran, wait for the first slot that is still ahead;
+    the slots passed over are counted as *missed*. A thread that wakes up a whole interval or more
+    late runs the most recent slot that is due, and counts the older ones as missed. There is never
+    more than one call per slot and never a burst.
+``Overrun.CATCH_UP``
+    Run every slot, back to back until caught up (what ``tf.train.LooperThread`` does). Nothing is
+    missed, but an overrun causes a burst of calls.
+``Overrun.SHIFT``
+    Move the grid: when a slot is passed over, the late call runs at once and the following slots
+    are due one interval apart from it. Nothing is counted missed; the phase is lost.
+
+The threads in :mod:`tickwork._ticker` call :func:`next_slot` after each call and :func:`claim`
+when they wake up.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+__all__ = ["Overrun", "Slot", "claim", "first_slot", "next_slot"]
+
+
+class Overrun(str, enum.Enum):
+    """What a fixed-rate schedule does with slots that pass without a call."""
+
+    SKIP = "skip"
+    CATCH_UP = "catch_up"
+    SHIFT = "shift"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One point on the grid: call number ``index``, due at ``due``.
+
+    ``anchor`` is the time of slot 0 (it moves only under ``Overrun.SHIFT``); ``missed`` is how many
+    slots were passed over to reach this one.
+    """
+
+    index: int
+    due: float
+    anchor: float
+    missed: int = 0
+
+
+def first_slot(start: float) -> Slot:
+    """The first call is due at the start."""
+    return Slot(index=0, due=start, anchor=start)
+
+
+def _due(anchor: float, interval: float, index: int) -> float:
+    return anchor + index * interval
+
+
+def _first_index_at_or_after(anchor: float, interval: float, now: float) -> int:
+    """The smallest k with anchor + k * interval >= now, exact despite float rounding."""
+    k = max(math.ceil((now - anchor) / interval), 0)
+    while k > 0 and _due(anchor, interval, k - 1) >= now:
+        k -= 1
+    while _due(anchor, interval, k) < now:
+        k += 1
+    return k
+
+
+def _last_index_at_or_before(anchor: float, interval: float, now: float) -> int:
+    """The largest k with anchor + k * interval <= now (now >= anchor)."""
+    k = max(math.floor((now - anchor) / interval), 0)
+    while _due(anchor, interval, k + 1) <= now:
+        k += 1
+    while k > 0 and _due(anchor, interval, k) > now:
+        k -= 1
+    return k
+
+
+def next_slot(previous: Slot, interval: float, now: float, policy: Overrun) -> Slot:
+    """The slot to wait for after the call in ``previous`` has finished at time ``now``."""
+    index = previous.index + 1
+    due = _due(previous.anchor, interval, index)
+    if due >= now or policy is Overrun.CATCH_UP:
+        return Slot(index=index, due=due, anchor=previous.anchor)
+    if policy is Overrun.SKIP:
+        later = max(_first_index_at_or_after(previous.anchor, interval, now), index)
+        return Slot(
+            index=later,
+            due=_due(previous.anchor, interval, later),
+            anchor=previous.anchor,
+            missed=later - index,
+        )
+    # SHIFT: the next call is due now and the grid restarts from it.
+    return Slot(index=index, due=now, anchor=now - index * interval)
+
+
+def claim(planned: Slot, interval: float, now: float, policy: Overrun) -> Slot:
+    """The slot that a call starting at ``now`` (>= ``planned.due``) runs in.
+
+    Usually ``planned`` itself. If the wake-up came a whole interval or more late, SKIP relabels
+    the call as the most recent due slot (the ones between are missed) and SHIFT moves the grid so
+    that this call is on it; CATCH_UP keeps the planned slot and catches up afterwards.
+    """
+    if now - planned.due < interval or policy is Overrun.CATCH_UP:
+        return planned
+    if policy is Overrun.SKIP:
+        latest = _last_index_at_or_before(planned.anchor, interval, now)
+        return Slot(
+            index=latest,
+            due=_due(planned.anchor, interval, latest),
+            anchor=planned.anchor,
+            missed=planned.missed + latest - planned.index,
+        )
+    return Slot(
+        index=planned.index,
+        due=now,
+        anchor=now - planned.index * interval,
+        missed=planned.missed,
+    )

@@ -1,0 +1,118 @@
+"""Turn SIGTERM/SIGINT into a stop request (preemption), chaining the handlers already there.
+
+Cluster schedulers send SIGTERM some seconds before SIGKILL. A handler that only sets a flag the
+main loop reads misses the threads that should react (a checkpoint save, an evaluator), and a
+handler that replaces someone else's loses theirs. :func:`stop_on_signals` requests a stop on a
+Coordinator (or sets an Event) that every thread watches, calls the previous Python handler too,
+and puts the previous handlers back when the block ends.
+
+SIGINT is special: the first Ctrl-C asks for a clean stop; a second one goes to the previous
+handler (by default Python's, which raises KeyboardInterrupt) so an impatient user can still
+interrupt.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from types import FrameType, TracebackType
+from typing import Any
+
+from ._clock import as_waitable
+
+__all__ = ["SignalStop", "stop_on_signals"]
+
+logger = logging.getLogger(__name__)
+
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+
+def _request(target: object) -> Callable[[], None]:
+    request_stop = getattr(target, "request_stop", None)
+    if callable(request_stop):
+        return lambda: request_stop()
+    as_waitable(target, argument="target")  # raises a TypeError naming it if unusable
+    setter = getattr(target, "set", None)
+    if not callable(setter):
+        raise TypeError(
+            f"'target' must be a Coordinator (request_stop()) or an Event (set()); got {target!r}"
+        )
+    return lambda: setter()
+
+
+class SignalStop:
+    """Context manager made by :func:`stop_on_signals`; ``received`` lists the signals seen."""
+
+    def __init__(self, target: object, signals: Iterable[int | signal.Signals]) -> None:
+        self._request = _request(target)
+        self._target = target
+        sigs = []
+        for sig in signals:
+            try:
+                sigs.append(signal.Signals(sig))
+            except ValueError:
+                raise ValueError(f"'signals' must hold signal numbers; got {sig!r}") from None
+        if not sigs:
+            raise ValueError("'signals' must name at least one signal; got none")
+        self._signals = tuple(dict.fromkeys(sigs))
+        self._previous: dict[signal.Signals, _Handler] = {}
+        self._received: list[signal.Signals] = []
+        self._installed = False
+
+    @property
+    def received(self) -> tuple[signal.Signals, ...]:
+        """The signals caught so far, in order."""
+        return tuple(self._received)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        sig = signal.Signals(signum)
+        first_of_kind = sig not in self._received
+        self._received.append(sig)
+        logger.warning("received %s: requesting a stop of %r", sig.name, self._target)
+        self._request()
+        previous = self._previous.get(sig)
+        if not callable(previous):
+            return  # SIG_DFL / SIG_IGN: doing their job would kill the process we just saved.
+        if previous is signal.default_int_handler and first_of_kind:
+            return  # the first Ctrl-C is a clean stop; the next one interrupts.
+        previous(signum, frame)
+
+    def __enter__(self) -> SignalStop:
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("stop_on_signals() must be entered in the main thread (signal rule)")
+        if self._installed:
+            raise RuntimeError("this stop_on_signals() block is already active")
+        for sig in self._signals:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        self._installed = True
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for sig in self._signals:
+            previous = self._previous.pop(sig)
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._installed = False
+
+
+def stop_on_signals(
+    target: object,
+    signals: Iterable[int | signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+) -> SignalStop:
+    """While the block runs, the given signals request a stop of ``target``.
+
+    ``target`` is a :class:`tickwork.Coordinator` (``request_stop()`` is called) or an Event
+    (``set()``). Previous Python-level handlers are still called (a second SIGINT goes on to
+    Python's KeyboardInterrupt); the previous handlers are restored on exit::
+
+        coord = Coordinator()
+        with stop_on_signals(coord):
+            train(coord)          # every thread sees coord.should_stop() after SIGTERM
+    """
+    return SignalStop(target, signals)

@@ -1,0 +1,326 @@
+"""TimedThread: call ``on_interval()`` every ``interval`` seconds beside the training loop.
+
+Same surface as ``tf.keras.utils.TimedThread`` (Keras 2), on the fixed-rate schedule of
+:mod:`tickwork._schedule`: call k is due at start + k * interval however long the calls take, so
+it does not drift, and an overrun skips slots instead of bursting. Exceptions from ``on_interval``
+are logged with their traceback, counted and kept; :meth:`TimedThread.raise_errors` re-raises them
+in the caller's thread.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from . import _fork
+from ._clock import MONOTONIC, Clock
+from ._errors import ErrorLog, add_note, group_or_single
+from ._schedule import Overrun
+from ._ticker import Ticker, TickStats
+from ._validate import check_choice, check_optional_nonnegative, check_positive
+
+__all__ = ["OnError", "TimedThread", "every"]
+
+logger = logging.getLogger(__name__)
+
+# What threading.Thread accepts that still makes sense here: TimedThread supplies the target.
+_THREAD_KWARGS = frozenset({"name", "group"})
+
+
+class OnError(str, enum.Enum):
+    """What a TimedThread does after ``on_interval`` raises (it is always logged and kept)."""
+
+    CONTINUE = "continue"
+    STOP = "stop"
+
+
+def _check_clock(clock: object) -> Clock:
+    if clock is None:
+        return MONOTONIC
+    if not isinstance(clock, Clock):
+        raise TypeError(f"'clock' must be a tickwork Clock or None; got {clock!r}")
+    return clock
+
+
+class TimedThread:
+    """Runs ``on_interval()`` in a thread every ``interval`` seconds, on a fixed-rate grid.
+
+    Args:
+        interval: seconds between the due times of consecutive calls; a finite number > 0.
+        on_error: ``"continue"`` (default) keeps the schedule going after ``on_interval`` raises;
+            ``"stop"`` ends the thread. Either way the exception is logged with its traceback,
+            counted in :meth:`statistics` and kept for :meth:`raise_errors`.
+        overrun: what happens to slots that pass while a call is still running: ``"skip"``
+            (default: stay on the grid, count them missed), ``"catch_up"`` (run them back to back)
+            or ``"shift"`` (move the grid). See :class:`tickwork.Overrun`.
+        clock: the clock to schedule on (tests pass :class:`tickwork.testing.FakeClock`).
+        **kwargs: passed to :class:`threading.Thread` (``name``, ``daemon``). The thread is a
+            daemon unless ``daemon=False`` is given.
+
+    The first call is made as soon as the thread starts. ``start()`` on a running thread logs a
+    warning and does nothing else; after ``stop()`` it can be started again. Used as a context
+    manager it starts on entry, and on exit stops and waits for a call in progress to finish.
+    """
+
+    def __init__(
+        self,
+        interval: float,
+        *,
+        on_error: OnError | str = OnError.CONTINUE,
+        overrun: Overrun | str = Overrun.SKIP,
+        clock: Clock | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.interval = interval
+        daemon = kwargs.pop("daemon", True)
+        if not isinstance(daemon, bool):
+            raise TypeError(f"'daemon' must be a bool; got {daemon!r}")
+        unknown = sorted(set(kwargs) - _THREAD_KWARGS)
+        if unknown:
+            raise TypeError(
+                f"TimedThread passes only {sorted(_THREAD_KWARGS | {'daemon'})} on to "
+                f"threading.Thread (it supplies the target itself); got {unknown}"
+            )
+        self.daemon = daemon
+        self.thread_kwargs: dict[str, Any] = kwargs
+        self.thread: threading.Thread | None = None
+        self.thread_stop_event: threading.Event | None = None
+        self._on_error = check_choice("on_error", on_error, OnError)
+        self._overrun = check_choice("overrun", overrun, Overrun)
+        self._clock = _check_clock(clock)
+        self._lifecycle = threading.RLock()
+        self._errors = ErrorLog()
+        self._ticker = Ticker(
+            self._interval,
+            self._call_on_interval,
+            clock=self._clock,
+            overrun=self._overrun,
+            on_error=self._handle_error,
+        )
+        _fork.track(self)
+
+    # -- the interval -----------------------------------------------------------------------------
+
+    @property
+    def interval(self) -> float:
+        """Seconds between calls. A new value takes effect at the next ``start()``."""
+        return self._interval
+
+    @interval.setter
+    def interval(self, value: float) -> None:
+        self._interval = check_positive("interval", value)
+
+    # -- what subclasses provide ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def on_interval(self) -> None:
+        """User-defined behaviour, called in the thread once per interval."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement on_interval()")
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def _default_name(self) -> str:
+        return f"TimedThread({type(self).__qualname__})"
+
+    def _call_on_interval(self) -> None:
+        self.on_interval()
+
+    def _handle_error(self, exc: BaseException) -> bool:
+        thread_name = threading.current_thread().name
+        add_note(exc, f"raised by on_interval() in thread {thread_name!r}")
+        self._errors.record(exc)
+        go_on = self._on_error is OnError.CONTINUE and isinstance(exc, Exception)
+        logger.error(
+            "%r: on_interval() raised %s (error %d); %s",
+            self,
+            type(exc).__name__,
+            self._errors.count,
+            "the schedule goes on" if go_on else "the thread stops",
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        return go_on
+
+    def _run(self, stop: threading.Event) -> None:
+        logger.debug("%r: started", self)
+        self._ticker.run(stop)
+        logger.debug("%r: finished", self)
+
+    def start(self) -> None:
+        """Start the thread. A no-op (with a warning) if it is already running.
+
+        If a stop was requested and the previous thread is still finishing its call, this waits
+        for it, then starts a fresh thread.
+        """
+        while True:
+            with self._lifecycle:
+                thread, event = self.thread, self.thread_stop_event
+                if thread is None or event is None or not thread.is_alive():
+                    self._start_locked()
+                    return
+                if not event.is_set():
+                    logger.warning("%r is already running; start() does nothing", self)
+                    return
+            if thread is threading.current_thread():
+                raise RuntimeError(
+                    f"{self!r}: start() called from its own on_interval() after stop(); the "
+                    "thread cannot wait for itself to finish"
+                )
+            thread.join()
+
+    def _start_locked(self) -> None:
+        self._ticker.interval = self._interval
+        event = threading.Event()
+        name = self.thread_kwargs.get("name") or self._default_name()
+        kwargs = {k: v for k, v in self.thread_kwargs.items() if k != "name"}
+        thread = threading.Thread(
+            target=self._run, args=(event,), name=name, daemon=self.daemon, **kwargs
+        )
+        self.thread_stop_event = event
+        self.thread = thread
+        thread.start()
+
+    def stop(self, *, wait: bool = False, timeout: float | None = None) -> bool:
+        """Ask the thread to stop; a wait for the next slot ends at once.
+
+        With ``wait=True`` it also waits (at most ``timeout`` seconds, if given) for a call in
+        progress to finish. Returns True when the thread is no longer running.
+        """
+        timeout = check_optional_nonnegative("timeout", timeout)
+        with self._lifecycle:
+            event, thread = self.thread_stop_event, self.thread
+        if event is not None:
+            event.set()
+        if wait:
+            return self.join(timeout)
+        return thread is None or not thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait (at most ``timeout`` real seconds) for the thread to end; True when it has.
+
+        It does not ask the thread to stop: call :meth:`stop` first (or ``stop(wait=True)``).
+        """
+        timeout = check_optional_nonnegative("timeout", timeout)
+        thread = self.thread
+        if thread is None:
+            return True
+        if thread is threading.current_thread():
+            raise RuntimeError(f"{self!r}: join() called from its own on_interval()")
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def is_alive(self) -> bool:
+        """True while the thread runs (a call in progress after stop() included)."""
+        thread = self.thread
+        return thread is not None and thread.is_alive()
+
+    def __enter__(self) -> TimedThread:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop(wait=threading.current_thread() is not self.thread)
+
+    # -- what happened ----------------------------------------------------------------------------
+
+    def statistics(self) -> TickStats:
+        """Calls, missed slots, errors and lateness so far (across restarts)."""
+        return self._ticker.statistics()
+
+    @property
+    def errors(self) -> tuple[BaseException, ...]:
+        """The exceptions ``on_interval`` raised, oldest first (the first 64 are kept)."""
+        return self._errors.kept()
+
+    def raise_errors(self) -> None:
+        """Re-raise, in the calling thread, what ``on_interval`` raised (nothing if it never did).
+
+        One exception is re-raised as itself, with its original traceback; several are raised
+        together as an ExceptionGroup.
+        """
+        kept = self._errors.kept()
+        count = self._errors.count
+        more = f" ({count} raised, the first {len(kept)} kept)" if count > len(kept) else ""
+        error = group_or_single(f"{self!r}: on_interval() raised {count} exceptions{more}", kept)
+        if error is not None:
+            raise error
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_alive() else "stopped"
+        return f"<{type(self).__qualname__} interval={self._interval:g}s {state}>"
+
+    def _running_thread_names(self) -> list[str]:
+        thread = self.thread
+        return [thread.name] if thread is not None and thread.is_alive() else []
+
+    def _after_fork_in_child(self) -> None:
+        self._lifecycle = threading.RLock()
+        self._errors.reinit_after_fork()
+        self._ticker.reinit_after_fork()
+        # The thread did not come along; make the child's view agree (is_alive() is already False).
+        if self.thread_stop_event is not None:
+            self.thread_stop_event.set()
+
+
+class _CallableTimedThread(TimedThread):
+    def __init__(
+        self,
+        interval: float,
+        fn: Callable[..., object],
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        **options: Any,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"'fn' must be callable; got {fn!r}")
+        self._fn = fn
+        self._fn_args = tuple(args)
+        self._fn_kwargs = dict(kwargs)
+        super().__init__(interval, **options)
+
+    def _default_name(self) -> str:
+        return f"every({getattr(self._fn, '__qualname__', repr(self._fn))})"
+
+    def on_interval(self) -> None:
+        self._fn(*self._fn_args, **self._fn_kwargs)
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_alive() else "stopped"
+        return f"<{self._default_name()} interval={self._interval:g}s {state}>"
+
+
+def every(
+    interval: float,
+    fn: Callable[..., object],
+    *,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    on_error: OnError | str = OnError.CONTINUE,
+    overrun: Overrun | str = Overrun.SKIP,
+    clock: Clock | None = None,
+    name: str | None = None,
+    daemon: bool = True,
+) -> TimedThread:
+    """A TimedThread that calls ``fn(*args, **kwargs)`` every ``interval`` seconds.
+
+    It is returned not yet started, like :class:`threading.Timer`: use it as a context manager
+    (``with every(5, report): train()``) or call ``start()`` and ``stop()``.
+    """
+    options: dict[str, Any] = {
+        "on_error": on_error,
+        "overrun": overrun,
+        "clock": clock,
+        "daemon": daemon,
+    }
+    if name is not None:
+        options["name"] = name
+    return _CallableTimedThread(interval, fn, args, kwargs or {}, **options)

@@ -1,0 +1,92 @@
+"""Argument checks shared by every public entry point.
+
+Each error names the argument, states the rule and shows the value received, e.g.
+``'interval' must be a finite number > 0; got nan``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Collection
+from enum import Enum
+from typing import TypeVar
+
+__all__ = [
+    "check_choice",
+    "check_finite",
+    "check_int",
+    "check_nonnegative",
+    "check_optional_nonnegative",
+    "check_positive",
+]
+
+_E = TypeVar("_E", bound=Enum)
+
+
+def _number(name: str, value: object, rule: str) -> float:
+    # bool is an int subclass; True seconds is always a mistake.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"'{name}' must be {rule}; got {value!r} of type {type(value).__name__}")
+    return float(value)
+
+
+def check_finite(name: str, value: object) -> float:
+    """A real number that is neither NaN nor infinite."""
+    rule = "a finite number"
+    number = _number(name, value, rule)
+    if not math.isfinite(number):
+        raise ValueError(f"'{name}' must be {rule}; got {value!r}")
+    return number
+
+
+def check_positive(name: str, value: object) -> float:
+    """A finite real number > 0 (a duration that must pass)."""
+    rule = "a finite number > 0"
+    number = _number(name, value, rule)
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"'{name}' must be {rule}; got {value!r}")
+    return number
+
+
+def check_nonnegative(name: str, value: object) -> float:
+    """A finite real number >= 0."""
+    rule = "a finite number >= 0"
+    number = _number(name, value, rule)
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"'{name}' must be {rule}; got {value!r}")
+    return number
+
+
+def check_optional_nonnegative(name: str, value: object) -> float | None:
+    """None, or a finite real number >= 0 (an optional timeout)."""
+    if value is None:
+        return None
+    rule = "None or a finite number >= 0"
+    number = _number(name, value, rule)
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"'{name}' must be {rule}; got {value!r}")
+    return number
+
+
+def check_int(name: str, value: object, *, minimum: int | None = None) -> int:
+    """An integer (not a bool), optionally >= ``minimum``."""
+    rule = "an int" if minimum is None else f"an int >= {minimum}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"'{name}' must be {rule}; got {value!r} of type {type(value).__name__}")
+    number = int(value)
+    if minimum is not None and number < minimum:
+        raise ValueError(f"'{name}' must be {rule}; got {value!r}")
+    return number
+
+
+def check_choice(name: str, value: object, enum: type[_E]) -> _E:
+    """A member of ``enum``, given as the member or its value."""
+    if isinstance(value, enum):
+        return value
+    choices: Collection[object] = [member.value for member in enum]
+    for member in enum:
+        if value == member.value:
+            return member
+    listed = ", ".join(repr(c) for c in choices)
+    raise ValueError(f"'{name}' must be one of {listed}; got {value!r}")
