@@ -60,7 +60,7 @@ class FakeClock(Clock):
             self._move_to(self._now + seconds)
 
     def advance_to(self, when: float) -> None:
-        """Move time forward to ``when`` (a no-op if it is not in the future); see :meth:`advance`."""
+        """Move time forward to ``when`` (no-op if not in the future); see :meth:`advance`."""
         check_finite("when", when)
         with self._cond:
             if when > self._now:

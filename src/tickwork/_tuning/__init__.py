@@ -1,0 +1,1 @@
+"""Steps-per-execution tuning (private; public names are re-exported from tickwork)."""
