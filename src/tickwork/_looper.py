@@ -14,17 +14,12 @@ from typing import Any
 
 from ._clock import Clock
 from ._coordinator import Coordinator
+from ._naming import callable_name
 from ._schedule import Overrun
 from ._ticker import Ticker, TickStats
 from ._validate import check_choice, check_positive
 
 __all__ = ["LooperThread"]
-
-
-def _describe(target: Callable[..., object] | None, fallback: str) -> str:
-    if target is None:
-        return fallback
-    return str(getattr(target, "__qualname__", None) or repr(target))
 
 
 class LooperThread(threading.Thread):
@@ -70,7 +65,8 @@ class LooperThread(threading.Thread):
             raise ValueError("'args' and 'kwargs' argument require that you also pass 'target'")
         if target is not None and not callable(target):
             raise ValueError(f"'target' must be callable or None; got {target!r}")
-        super().__init__(name=f"LooperThread({_describe(target, type(self).__qualname__)})")
+        what = callable_name(target if target is not None else type(self))
+        super().__init__(name=f"LooperThread({what})")
         self.daemon = True
         self._coord = coord
         self._timer_interval_secs = interval

@@ -64,10 +64,14 @@ class _StatsRecorder:
         self._recent: deque[float] = deque(maxlen=LATENESS_WINDOW)
         self._busy = 0.0
 
-    def call(self, lateness: float | None, missed: int, busy: float, failed: bool) -> None:
+    def missed(self, slots: int) -> None:
+        if slots:
+            with self._lock:
+                self._missed += slots
+
+    def call(self, lateness: float | None, busy: float, failed: bool) -> None:
         with self._lock:
             self._calls += 1
-            self._missed += missed
             self._busy += busy
             if failed:
                 self._errors += 1
@@ -132,16 +136,16 @@ class Ticker:
     def reinit_after_fork(self) -> None:
         self._stats.reinit_after_fork()
 
-    def _invoke(self, lateness: float | None, missed: int) -> bool:
+    def _invoke(self, lateness: float | None) -> bool:
         """One call; returns False when the loop must end."""
         started = self._clock.now()
         try:
             self._call()
         except BaseException as exc:
-            self._stats.call(lateness, missed, self._clock.now() - started, failed=True)
+            self._stats.call(lateness, self._clock.now() - started, failed=True)
             go_on = self._on_error(exc)
             return go_on and isinstance(exc, Exception)
-        self._stats.call(lateness, missed, self._clock.now() - started, failed=False)
+        self._stats.call(lateness, self._clock.now() - started, failed=False)
         return True
 
     def run(self, stop: Waitable) -> None:
@@ -149,7 +153,7 @@ class Ticker:
         interval = self.interval
         if interval is None:
             while not stop.is_set():
-                if not self._invoke(None, 0):
+                if not self._invoke(None):
                     return
             return
         clock = self._clock
@@ -158,9 +162,12 @@ class Ticker:
             if clock.wait_until(stop, slot.due):
                 return
             now = clock.now()
-            slot = claim(slot, interval, now, self._overrun)
-            if not self._invoke(now - slot.due, slot.missed):
+            planned = slot
+            slot = claim(planned, interval, now, self._overrun)
+            self._stats.missed(slot.missed - planned.missed)  # passed over by a late wake-up
+            if not self._invoke(now - slot.due):
                 return
             if stop.is_set():
                 return
             slot = next_slot(slot, interval, clock.now(), self._overrun)
+            self._stats.missed(slot.missed)  # passed over while the call ran

@@ -20,6 +20,7 @@ from typing import Any
 from . import _fork
 from ._clock import MONOTONIC, Clock
 from ._errors import ErrorLog, add_note, group_or_single
+from ._naming import callable_name
 from ._schedule import Overrun
 from ._ticker import Ticker, TickStats
 from ._validate import check_choice, check_optional_nonnegative, check_positive
@@ -125,7 +126,7 @@ class TimedThread:
     # -- running ----------------------------------------------------------------------------------
 
     def _default_name(self) -> str:
-        return f"TimedThread({type(self).__qualname__})"
+        return f"TimedThread({callable_name(type(self))})"
 
     def _call_on_interval(self) -> None:
         self.on_interval()
@@ -288,7 +289,7 @@ class _CallableTimedThread(TimedThread):
         super().__init__(interval, **options)
 
     def _default_name(self) -> str:
-        return f"every({getattr(self._fn, '__qualname__', repr(self._fn))})"
+        return f"every({callable_name(self._fn)})"
 
     def on_interval(self) -> None:
         self._fn(*self._fn_args, **self._fn_kwargs)

@@ -1,0 +1,142 @@
+"""The fixed-rate schedule policy, as pure functions: no threads, no clocks."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tickwork._schedule import Overrun, Slot, claim, first_slot, next_slot
+
+
+def run(
+    policy: Overrun, interval: float, durations: list[float], wake_delays: list[float] | None = None
+) -> list[tuple[Slot, float]]:
+    """Simulate a ticker: each call takes durations[i] and wakes wake_delays[i] after its due
+    time. Returns (claimed slot, start time) per call."""
+    wake_delays = wake_delays or [0.0] * len(durations)
+    slot = first_slot(100.0)
+    out = []
+    free_at = 100.0  # when the previous call ended
+    for duration, delay in zip(durations, wake_delays, strict=True):
+        start = max(slot.due, free_at) + delay
+        slot = claim(slot, interval, start, policy)
+        out.append((slot, start))
+        free_at = start + duration
+        slot = next_slot(slot, interval, free_at, policy)
+    return out
+
+
+class TestOnTime:
+    def test_calls_are_due_on_the_grid_whatever_the_call_takes(self) -> None:
+        """Call k is due at start + k * interval when calls fit in their slots."""
+        calls = run(Overrun.SKIP, 10.0, [0.0, 9.9, 3.0, 10.0, 0.1])
+        assert [s.index for s, _ in calls] == [0, 1, 2, 3, 4]
+        assert [s.due for s, _ in calls] == [100.0, 110.0, 120.0, 130.0, 140.0]
+        assert sum(s.missed for s, _ in calls) == 0
+
+    def test_a_call_ending_exactly_on_the_next_slot_misses_nothing(self) -> None:
+        """Finishing at the next due time is on time, not an overrun."""
+        nxt = next_slot(first_slot(0.0), 1.0, 1.0, Overrun.SKIP)
+        assert (nxt.index, nxt.due, nxt.missed) == (1, 1.0, 0)
+
+
+class TestSkip:
+    def test_an_overrun_skips_the_slots_it_covered(self) -> None:
+        """A 25 s call on a 10 s grid misses slots 1 and 2; the next call is slot 3, on the grid."""
+        calls = run(Overrun.SKIP, 10.0, [25.0, 1.0, 1.0])
+        assert [(s.index, s.due, s.missed) for s, _ in calls] == [
+            (0, 100.0, 0),
+            (3, 130.0, 2),
+            (4, 140.0, 0),
+        ]
+
+    def test_no_burst_after_an_overrun(self) -> None:
+        """After an overrun, consecutive calls start at least one interval apart."""
+        calls = run(Overrun.SKIP, 1.0, [3.5, 0.1, 0.1, 0.1])
+        starts = [start for _, start in calls]
+        assert all(b - a >= 1.0 for a, b in itertools.pairwise(starts))
+
+    def test_a_late_wake_runs_the_latest_due_slot(self) -> None:
+        """A thread that wakes 2.5 intervals late runs slot 2 now and counts 0 and 1 as missed."""
+        planned = first_slot(0.0)
+        claimed = claim(planned, 1.0, 2.5, Overrun.SKIP)
+        assert (claimed.index, claimed.due, claimed.missed) == (2, 2.0, 2)
+
+    def test_a_slightly_late_wake_keeps_its_slot(self) -> None:
+        """Lateness under one interval is lateness, not a missed slot."""
+        claimed = claim(Slot(5, 5.0, 0.0), 1.0, 5.9, Overrun.SKIP)
+        assert (claimed.index, claimed.missed) == (5, 0)
+
+    def test_rounding_does_not_pick_a_slot_in_the_past(self) -> None:
+        """With an interval that is not exact in binary, the next slot is never before now."""
+        interval = 0.1
+        now = 0.30000000000000004  # 3 * 0.1 in floating point
+        nxt = next_slot(first_slot(0.0), interval, now, Overrun.SKIP)
+        assert nxt.due >= now
+        assert nxt.due - interval < now
+
+
+class TestCatchUp:
+    def test_every_slot_runs_back_to_back(self) -> None:
+        """CATCH_UP (TensorFlow's LooperThread) runs the covered slots at once: a burst."""
+        calls = run(Overrun.CATCH_UP, 10.0, [25.0, 0.0, 0.0, 0.0])
+        assert [s.index for s, _ in calls] == [0, 1, 2, 3]
+        assert [start for _, start in calls] == [100.0, 125.0, 125.0, 130.0]
+        assert sum(s.missed for s, _ in calls) == 0
+
+    def test_a_late_wake_keeps_its_slot(self) -> None:
+        """CATCH_UP never relabels a call."""
+        assert claim(first_slot(0.0), 1.0, 5.0, Overrun.CATCH_UP).index == 0
+
+
+class TestShift:
+    def test_the_grid_moves_after_an_overrun(self) -> None:
+        """SHIFT runs the late call at once and keeps the interval from it."""
+        calls = run(Overrun.SHIFT, 10.0, [25.0, 1.0, 1.0])
+        assert [start for _, start in calls] == [100.0, 125.0, 135.0]
+        assert sum(s.missed for s, _ in calls) == 0
+
+    def test_a_very_late_wake_moves_the_grid(self) -> None:
+        """SHIFT re-anchors on a wake-up a whole interval late."""
+        claimed = claim(Slot(1, 1.0, 0.0), 1.0, 3.5, Overrun.SHIFT)
+        assert (claimed.index, claimed.due) == (1, 3.5)
+        assert next_slot(claimed, 1.0, 3.6, Overrun.SHIFT).due == 4.5
+
+
+durations = st.lists(st.floats(min_value=0.0, max_value=50.0), min_size=1, max_size=40)
+intervals = st.floats(min_value=0.01, max_value=10.0)
+
+
+@given(intervals, durations)
+def test_skip_keeps_every_call_on_the_grid(interval: float, ds: list[float]) -> None:
+    """Under SKIP every call's due time is anchor + index * interval, indices increase, and
+    calls + missed == index of the last call + 1 (no slot is lost from the count)."""
+    calls = run(Overrun.SKIP, interval, ds)
+    indices = [s.index for s, _ in calls]
+    assert indices == sorted(set(indices))
+    for slot, start in calls:
+        assert math.isclose(slot.due, 100.0 + slot.index * interval, rel_tol=1e-9, abs_tol=1e-9)
+        assert start >= slot.due
+    assert len(calls) + sum(s.missed for s, _ in calls) == indices[-1] + 1
+
+
+@given(intervals, durations, st.lists(st.floats(min_value=0.0, max_value=30.0), max_size=40))
+def test_skip_lateness_is_under_one_interval(
+    interval: float, ds: list[float], delays: list[float]
+) -> None:
+    """Under SKIP a call starts less than one interval after its slot's due time, however late
+    the wake-up."""
+    delays = (delays + [0.0] * len(ds))[: len(ds)]
+    for slot, start in run(Overrun.SKIP, interval, ds, delays):
+        assert 0.0 <= start - slot.due < interval * (1 + 1e-9)
+
+
+@given(intervals, durations)
+def test_skip_starts_are_at_least_an_interval_apart(interval: float, ds: list[float]) -> None:
+    """Under SKIP no two calls start closer than one interval: there is never a burst."""
+    starts = [start for _, start in run(Overrun.SKIP, interval, ds)]
+    for a, b in itertools.pairwise(starts):
+        assert b - a >= interval * (1 - 1e-9)
