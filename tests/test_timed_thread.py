@@ -60,14 +60,16 @@ class TestSchedule:
         assert t.statistics().missed == 0
 
     def test_an_overrun_skips_slots_and_counts_them(self, clock: FakeClock) -> None:
-        """A 12 s call on a 5 s grid misses two slots; the next call is back on the grid."""
+        """A 12 s call on a 5 s grid: slot 2 (due 1010) runs late at once, slot 1 is missed,
+        and the next call is back on the grid at 1015."""
         body = lambda n: clock.advance(12.0) if n == 1 else None  # noqa: E731
         with Recorder(5.0, clock, body=body) as t:
             clock.wait_for_sleepers(1)
             step(clock, 3.0)  # 1015: slot 3
-        assert t.times == [1000.0, 1015.0]
+        assert t.times == [1000.0, 1012.0, 1015.0]
         stats = t.statistics()
-        assert (stats.calls, stats.missed) == (2, 2)
+        assert (stats.calls, stats.missed) == (3, 1)
+        assert stats.lateness_max == pytest.approx(2.0)
 
     def test_catch_up_policy_bursts_like_tensorflow(self, clock: FakeClock) -> None:
         """overrun='catch_up' runs the covered slots back to back."""

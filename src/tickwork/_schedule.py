@@ -6,10 +6,10 @@ or more slots without a call, either because a call overran (it was still runnin
 slot came) or because the thread woke up late:
 
 ``Overrun.SKIP`` (default)
-    Stay on the grid. After a call that overran, wait for the first slot that is still ahead;
-    the slots passed over are counted as *missed*. A thread that wakes up a whole interval or more
-    late runs the most recent slot that is due, and counts the older ones as missed. There is never
-    more than one call per slot and never a burst.
+    Stay on the grid, one call at most per slot. When time has passed one or more slots (a call
+    overran, or the thread woke up late), the most recent slot that is due runs at once, late by
+    less than one interval; the older ones are skipped and counted as *missed*. Each call starts
+    inside its own grid cell ``[due(k), due(k + 1))``, so there is never a burst.
 ``Overrun.CATCH_UP``
     Run every slot, back to back until caught up (what ``tf.train.LooperThread`` does). Nothing is
     missed, but an overrun causes a burst of calls.
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["Overrun", "Slot", "claim", "first_slot", "next_slot"]
 
@@ -38,9 +38,8 @@ class Overrun(str, enum.Enum):
     SHIFT = "shift"
 
 
-@dataclass(frozen=True)
-class Slot:
-    """One point on the grid: call number ``index``, due at ``due``.
+class Slot(NamedTuple):
+    """One point on the grid: call number ``index``, due at ``due`` (immutable).
 
     ``anchor`` is the time of slot 0 (it moves only under ``Overrun.SHIFT``); ``missed`` is how many
     slots were passed over to reach this one.
@@ -61,16 +60,6 @@ def _due(anchor: float, interval: float, index: int) -> float:
     return anchor + index * interval
 
 
-def _first_index_at_or_after(anchor: float, interval: float, now: float) -> int:
-    """The smallest k with anchor + k * interval >= now, exact despite float rounding."""
-    k = max(math.ceil((now - anchor) / interval), 0)
-    while k > 0 and _due(anchor, interval, k - 1) >= now:
-        k -= 1
-    while _due(anchor, interval, k) < now:
-        k += 1
-    return k
-
-
 def _last_index_at_or_before(anchor: float, interval: float, now: float) -> int:
     """The largest k with anchor + k * interval <= now (now >= anchor)."""
     k = max(math.floor((now - anchor) / interval), 0)
@@ -88,12 +77,12 @@ def next_slot(previous: Slot, interval: float, now: float, policy: Overrun) -> S
     if due >= now or policy is Overrun.CATCH_UP:
         return Slot(index=index, due=due, anchor=previous.anchor)
     if policy is Overrun.SKIP:
-        later = max(_first_index_at_or_after(previous.anchor, interval, now), index)
+        latest = max(_last_index_at_or_before(previous.anchor, interval, now), index)
         return Slot(
-            index=later,
-            due=_due(previous.anchor, interval, later),
+            index=latest,
+            due=_due(previous.anchor, interval, latest),
             anchor=previous.anchor,
-            missed=later - index,
+            missed=latest - index,
         )
     # SHIFT: the next call is due now and the grid restarts from it.
     return Slot(index=index, due=now, anchor=now - index * interval)

@@ -136,24 +136,25 @@ class Ticker:
     def reinit_after_fork(self) -> None:
         self._stats.reinit_after_fork()
 
-    def _invoke(self, lateness: float | None) -> bool:
-        """One call; returns False when the loop must end."""
-        started = self._clock.now()
+    def _invoke(self, lateness: float | None, started: float) -> float | None:
+        """One call that started at ``started``; returns when it ended, or None to end the loop."""
         try:
             self._call()
         except BaseException as exc:
-            self._stats.call(lateness, self._clock.now() - started, failed=True)
-            go_on = self._on_error(exc)
-            return go_on and isinstance(exc, Exception)
-        self._stats.call(lateness, self._clock.now() - started, failed=False)
-        return True
+            ended = self._clock.now()
+            self._stats.call(lateness, ended - started, failed=True)
+            go_on = self._on_error(exc) and isinstance(exc, Exception)
+            return ended if go_on else None
+        ended = self._clock.now()
+        self._stats.call(lateness, ended - started, failed=False)
+        return ended
 
     def run(self, stop: Waitable) -> None:
         """Run until ``stop`` is set (checked before every call) or the error handler ends it."""
         interval = self.interval
         if interval is None:
             while not stop.is_set():
-                if not self._invoke(None):
+                if self._invoke(None, self._clock.now()) is None:
                     return
             return
         clock = self._clock
@@ -165,9 +166,8 @@ class Ticker:
             planned = slot
             slot = claim(planned, interval, now, self._overrun)
             self._stats.missed(slot.missed - planned.missed)  # passed over by a late wake-up
-            if not self._invoke(now - slot.due):
+            ended = self._invoke(now - slot.due, now)
+            if ended is None or stop.is_set():
                 return
-            if stop.is_set():
-                return
-            slot = next_slot(slot, interval, clock.now(), self._overrun)
+            slot = next_slot(slot, interval, ended, self._overrun)
             self._stats.missed(slot.missed)  # passed over while the call ran

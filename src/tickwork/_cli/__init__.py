@@ -1,0 +1,20 @@
+"""The ``tickwork`` command line (needs the ``cli`` extra: click and rich)."""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tickwork`` script."""
+    try:
+        from ._app import cli
+    except ImportError as exc:  # click, rich or numpy missing
+        sys.stderr.write(
+            f"tickwork's command line needs the 'cli' extra ({exc.name} is missing): "
+            "pip install 'tickwork[cli]'\n"
+        )
+        return 2
+    return int(cli.main(args=argv, prog_name="tickwork", standalone_mode=False) or 0)

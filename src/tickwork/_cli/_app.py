@@ -1,0 +1,59 @@
+"""The click application: one sub-command per job."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+from rich.console import Console
+
+from ._demo import DemoConfig, run_demo
+
+__all__ = ["cli"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
+@click.version_option(package_name="tickwork")
+def cli(verbose: int) -> None:
+    """tickwork: the work that runs beside a training loop."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+
+
+@cli.command()
+@click.option(
+    "--steps",
+    default=15000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Training steps to run.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+@click.option(
+    "--report-every",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="Seconds between progress reports.",
+)
+@click.option(
+    "--inject-failure",
+    type=click.Choice(["loader", "report"]),
+    default=None,
+    hidden=True,
+    help="Make one part fail, to show (and test) the error path.",
+)
+def demo(steps: int, seed: int, report_every: float, inject_failure: str | None) -> int:
+    """Train a small numpy model with tickwork's threads around it; exit 1 if anything failed."""
+    console = Console(stderr=False, highlight=False)
+    config = DemoConfig(
+        steps=steps, seed=seed, report_every=report_every, inject_failure=inject_failure
+    )
+    result = run_demo(config, console)
+    if not result.ok:
+        console.print("[bold red]demo failed:[/] " + "; ".join(result.failures))
+        sys.exit(1)
+    console.print("[bold green]demo ok[/]")
+    return 0
