@@ -34,14 +34,14 @@ class TestOnTime:
     def test_calls_are_due_on_the_grid_whatever_the_call_takes(self) -> None:
         """Call k is due at start + k * interval when calls fit in their slots."""
         calls = run(Overrun.SKIP, 10.0, [0.0, 9.9, 3.0, 10.0, 0.1])
-        assert [s.index for s, _ in calls] == [0, 1, 2, 3, 4]
+        assert [s.number for s, _ in calls] == [0, 1, 2, 3, 4]
         assert [s.due for s, _ in calls] == [100.0, 110.0, 120.0, 130.0, 140.0]
         assert sum(s.missed for s, _ in calls) == 0
 
     def test_a_call_ending_exactly_on_the_next_slot_misses_nothing(self) -> None:
         """Finishing at the next due time is on time, not an overrun."""
         nxt = next_slot(first_slot(0.0), 1.0, 1.0, Overrun.SKIP)
-        assert (nxt.index, nxt.due, nxt.missed) == (1, 1.0, 0)
+        assert (nxt.number, nxt.due, nxt.missed) == (1, 1.0, 0)
 
 
 class TestSkip:
@@ -49,7 +49,7 @@ class TestSkip:
         """A 25 s call on a 10 s grid: slot 2 (due 120) runs at once at 125, slot 1 is missed,
         and the call after it is back on the grid at 130."""
         calls = run(Overrun.SKIP, 10.0, [25.0, 1.0, 1.0])
-        assert [(s.index, s.due, s.missed, start) for s, start in calls] == [
+        assert [(s.number, s.due, s.missed, start) for s, start in calls] == [
             (0, 100.0, 0, 100.0),
             (2, 120.0, 1, 125.0),
             (3, 130.0, 0, 130.0),
@@ -58,12 +58,12 @@ class TestSkip:
     def test_a_slight_overrun_runs_late_instead_of_missing(self) -> None:
         """A call ending 0.5 s after the next due time: that slot runs at once, nothing missed."""
         nxt = next_slot(first_slot(0.0), 10.0, 10.5, Overrun.SKIP)
-        assert (nxt.index, nxt.due, nxt.missed) == (1, 10.0, 0)
+        assert (nxt.number, nxt.due, nxt.missed) == (1, 10.0, 0)
 
     def test_no_burst_after_an_overrun(self) -> None:
         """After an overrun of 3.5 intervals only one late call runs, then the grid resumes."""
         calls = run(Overrun.SKIP, 1.0, [3.5, 0.1, 0.1, 0.1])
-        assert [(s.index, start) for s, start in calls] == [
+        assert [(s.number, start) for s, start in calls] == [
             (0, 100.0),
             (3, 103.5),
             (4, 104.0),
@@ -74,12 +74,12 @@ class TestSkip:
         """A thread that wakes 2.5 intervals late runs slot 2 now and counts 0 and 1 as missed."""
         planned = first_slot(0.0)
         claimed = claim(planned, 1.0, 2.5, Overrun.SKIP)
-        assert (claimed.index, claimed.due, claimed.missed) == (2, 2.0, 2)
+        assert (claimed.number, claimed.due, claimed.missed) == (2, 2.0, 2)
 
     def test_a_slightly_late_wake_keeps_its_slot(self) -> None:
         """Lateness under one interval is lateness, not a missed slot."""
         claimed = claim(Slot(5, 5.0, 0.0), 1.0, 5.9, Overrun.SKIP)
-        assert (claimed.index, claimed.missed) == (5, 0)
+        assert (claimed.number, claimed.missed) == (5, 0)
 
     @pytest.mark.parametrize("now", [0.3, 0.30000000000000004, 0.29999999999999993])
     def test_rounding_picks_the_right_slot(self, now: float) -> None:
@@ -94,13 +94,13 @@ class TestCatchUp:
     def test_every_slot_runs_back_to_back(self) -> None:
         """CATCH_UP (TensorFlow's LooperThread) runs the covered slots at once: a burst."""
         calls = run(Overrun.CATCH_UP, 10.0, [25.0, 0.0, 0.0, 0.0])
-        assert [s.index for s, _ in calls] == [0, 1, 2, 3]
+        assert [s.number for s, _ in calls] == [0, 1, 2, 3]
         assert [start for _, start in calls] == [100.0, 125.0, 125.0, 130.0]
         assert sum(s.missed for s, _ in calls) == 0
 
     def test_a_late_wake_keeps_its_slot(self) -> None:
         """CATCH_UP never relabels a call."""
-        assert claim(first_slot(0.0), 1.0, 5.0, Overrun.CATCH_UP).index == 0
+        assert claim(first_slot(0.0), 1.0, 5.0, Overrun.CATCH_UP).number == 0
 
 
 class TestShift:
@@ -113,7 +113,7 @@ class TestShift:
     def test_a_very_late_wake_moves_the_grid(self) -> None:
         """SHIFT re-anchors on a wake-up a whole interval late."""
         claimed = claim(Slot(1, 1.0, 0.0), 1.0, 3.5, Overrun.SHIFT)
-        assert (claimed.index, claimed.due) == (1, 3.5)
+        assert (claimed.number, claimed.due) == (1, 3.5)
         assert next_slot(claimed, 1.0, 3.6, Overrun.SHIFT).due == 4.5
 
 
@@ -126,10 +126,10 @@ def test_skip_keeps_every_call_on_the_grid(interval: float, ds: list[float]) -> 
     """Under SKIP every call's due time is anchor + index * interval, indices increase, and
     calls + missed == index of the last call + 1 (no slot is lost from the count)."""
     calls = run(Overrun.SKIP, interval, ds)
-    indices = [s.index for s, _ in calls]
+    indices = [s.number for s, _ in calls]
     assert indices == sorted(set(indices))
     for slot, start in calls:
-        assert math.isclose(slot.due, 100.0 + slot.index * interval, rel_tol=1e-9, abs_tol=1e-9)
+        assert math.isclose(slot.due, 100.0 + slot.number * interval, rel_tol=1e-9, abs_tol=1e-9)
         assert start >= slot.due
     assert len(calls) + sum(s.missed for s, _ in calls) == indices[-1] + 1
 

@@ -39,13 +39,13 @@ class Overrun(str, enum.Enum):
 
 
 class Slot(NamedTuple):
-    """One point on the grid: call number ``index``, due at ``due`` (immutable).
+    """One point on the grid: slot ``number``, due at ``due`` (immutable).
 
     ``anchor`` is the time of slot 0 (it moves only under ``Overrun.SHIFT``); ``missed`` is how many
     slots were passed over to reach this one.
     """
 
-    index: int
+    number: int
     due: float
     anchor: float
     missed: int = 0
@@ -53,7 +53,7 @@ class Slot(NamedTuple):
 
 def first_slot(start: float) -> Slot:
     """The first call is due at the start."""
-    return Slot(index=0, due=start, anchor=start)
+    return Slot(number=0, due=start, anchor=start)
 
 
 def _due(anchor: float, interval: float, index: int) -> float:
@@ -72,20 +72,20 @@ def _last_index_at_or_before(anchor: float, interval: float, now: float) -> int:
 
 def next_slot(previous: Slot, interval: float, now: float, policy: Overrun) -> Slot:
     """The slot to wait for after the call in ``previous`` has finished at time ``now``."""
-    index = previous.index + 1
+    index = previous.number + 1
     due = _due(previous.anchor, interval, index)
     if due >= now or policy is Overrun.CATCH_UP:
-        return Slot(index=index, due=due, anchor=previous.anchor)
+        return Slot(number=index, due=due, anchor=previous.anchor)
     if policy is Overrun.SKIP:
         latest = max(_last_index_at_or_before(previous.anchor, interval, now), index)
         return Slot(
-            index=latest,
+            number=latest,
             due=_due(previous.anchor, interval, latest),
             anchor=previous.anchor,
             missed=latest - index,
         )
     # SHIFT: the next call is due now and the grid restarts from it.
-    return Slot(index=index, due=now, anchor=now - index * interval)
+    return Slot(number=index, due=now, anchor=now - index * interval)
 
 
 def claim(planned: Slot, interval: float, now: float, policy: Overrun) -> Slot:
@@ -100,14 +100,14 @@ def claim(planned: Slot, interval: float, now: float, policy: Overrun) -> Slot:
     if policy is Overrun.SKIP:
         latest = _last_index_at_or_before(planned.anchor, interval, now)
         return Slot(
-            index=latest,
+            number=latest,
             due=_due(planned.anchor, interval, latest),
             anchor=planned.anchor,
-            missed=planned.missed + latest - planned.index,
+            missed=planned.missed + latest - planned.number,
         )
     return Slot(
-        index=planned.index,
+        number=planned.number,
         due=now,
-        anchor=now - planned.index * interval,
+        anchor=now - planned.number * interval,
         missed=planned.missed,
     )
