@@ -28,14 +28,16 @@ SCRIPT = textwrap.dedent(
             keras.callbacks.Callback.__init__(self)
 
         def on_interval(self):
-            if self.model is None or self.model.optimizer is None:
-                return
             if keras.backend.backend() == "jax":
-                # Keras 3 on JAX donates variable buffers during fit(): another thread must not
-                # read model variables then. Read what the callback methods recorded instead.
+                # Keras 3 on JAX: the Callback.model property runs jax_state_sync(), which must
+                # not run beside the train step (its buffers are donated). Read only what the
+                # callback methods recorded.
                 iterations = self._batches_done
             else:
-                iterations = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+                model = self.model
+                if model is None or model.optimizer is None:
+                    return
+                iterations = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
             self.seen.append((self._epoch, iterations))
             if iterations > 0:
                 self.observed.set()
