@@ -13,6 +13,7 @@ from tickwork._tuning._spe import StepsPerExecution
 from tickwork.integrations._multistep import (
     CompileLog,
     CompileRecord,
+    InFlight,
     StepCount,
     as_spe_holder,
     check_max_steps,
@@ -102,6 +103,62 @@ class TestCompileLog:
         assert log.compiled() == (1, 4)
         assert log.seconds_by_spe() == {4: 1.0, 1: 0.25}
         assert log.total_seconds() == 1.25
+
+
+class Token:
+    def __init__(self) -> None:
+        self.done = False
+        self.waited = False
+
+
+class TestInFlight:
+    @staticmethod
+    def _make(limit: int) -> tuple[InFlight[Token], StepCount]:
+        count = StepCount()
+
+        def wait(token: Token) -> None:
+            token.waited = token.done = True
+
+        return InFlight(limit, count, ready=lambda t: t.done, wait=wait), count
+
+    def test_waits_only_beyond_the_limit(self) -> None:
+        """Unfinished calls queue up to the limit; the next launch waits for the oldest."""
+        calls, count = self._make(2)
+        tokens = [Token() for _ in range(3)]
+        calls.launched(tokens[0], 4)
+        calls.launched(tokens[1], 2)
+        assert (len(calls), count()) == (2, 0)
+        calls.launched(tokens[2], 1)
+        assert (len(calls), count()) == (2, 4)
+        assert [t.waited for t in tokens] == [True, False, False]
+        calls.drain()
+        assert (len(calls), count()) == (0, 7)
+
+    def test_finished_calls_are_counted_without_waiting(self) -> None:
+        """A call whose token is ready is counted at the next launch, in launch order."""
+        calls, count = self._make(5)
+        first, second, third = Token(), Token(), Token()
+        calls.launched(first, 3)
+        calls.launched(second, 3)
+        second.done = True  # the first is not: nothing may be counted out of order
+        calls.launched(third, 3)
+        assert count() == 0
+        first.done = True
+        calls.launched(Token(), 1)
+        assert count() == 6
+        assert not first.waited
+        assert not second.waited
+
+    def test_limit_zero_waits_for_every_call(self) -> None:
+        """With limit 0 every launch is waited for and counted at once."""
+        calls, count = self._make(0)
+        calls.launched(Token(), 8)
+        assert (len(calls), count()) == (0, 8)
+
+    def test_a_negative_limit_is_refused(self) -> None:
+        """The limit is an int >= 0, named after the runner's argument."""
+        with pytest.raises(ValueError, match="'max_in_flight' must be an int >= 0; got -1"):
+            self._make(-1)
 
 
 class TestSmallPieces:

@@ -76,8 +76,13 @@ def _assert_same(a: list[Any], b: list[Any], tol: float = 1e-6) -> None:
 
 
 class FakeEvent:
+    """Reports itself unfinished until synchronized, so counting is deterministic."""
+
     def __init__(self) -> None:
         self.synchronized = False
+
+    def query(self) -> bool:
+        return self.synchronized
 
     def synchronize(self) -> None:
         self.synchronized = True
@@ -257,17 +262,20 @@ class TestCudaGraphPath:
         torch.testing.assert_close(runner.output, loss)
 
     def test_counts_a_call_once_its_event_has_completed(self, fake_graphs: Any) -> None:
-        """counter() trails by the call in flight; each counted call's event was synchronized."""
+        """Steps count once their call's event completes; at most max_in_flight calls queue."""
         trainer = Trainer()
         fake = fake_graphs(trainer)
-        runner = MultiStepRunner(trainer.step, _batches(12), mode="cuda_graph", spe=4)
-        assert runner.run() == 4
-        assert (runner.steps_dispatched, runner.counter()) == (4, 0)
-        assert runner.run() == 4
-        assert (runner.steps_dispatched, runner.counter()) == (8, 4)
-        assert [e.synchronized for e in fake.events] == [True, False]
+        runner = MultiStepRunner(
+            trainer.step, _batches(16), mode="cuda_graph", spe=4, max_in_flight=2
+        )
+        assert runner.run() == 4  # warm-up + capture: one call in flight
+        assert runner.run() == 4  # replay: two in flight
+        assert (runner.steps_dispatched, runner.counter()) == (8, 0)
+        assert runner.run() == 4  # a third: the host waits for the first
+        assert (runner.steps_dispatched, runner.counter()) == (12, 4)
+        assert [e.synchronized for e in fake.events] == [True, False, False]
         runner.sync()
-        assert runner.counter() == 8
+        assert runner.counter() == 12
         assert all(e.synchronized for e in fake.events)
 
     def test_a_failed_capture_falls_back_to_eager_when_asked(
@@ -331,6 +339,7 @@ class TestContract:
             ({"on_capture_error": "ignore"}, ValueError, "'on_capture_error' must be one of"),
             ({"max_spe": 0}, ValueError, "'max_spe' must be an int >= 1; got 0"),
             ({"spe": 0}, ValueError, "'spe' must be an int >= 1; got 0"),
+            ({"max_in_flight": -1}, ValueError, "'max_in_flight' must be an int >= 0; got -1"),
             ({"device": "nowhere"}, ValueError, "'device' must name a torch device"),
             ({"compile_options": 3}, TypeError, "'compile_options' must be None or a mapping"),
             (

@@ -12,11 +12,12 @@ powers of two) and runs any other ``n`` as a sequence of calls of those sizes (:
 
 from __future__ import annotations
 
+import collections
 import math
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from .._tuning._spe import StepsPerExecution
 from .._validate import check_int, check_nonnegative
@@ -24,6 +25,7 @@ from .._validate import check_int, check_nonnegative
 __all__ = [
     "CompileLog",
     "CompileRecord",
+    "InFlight",
     "SpeRunner",
     "StepCount",
     "as_spe_holder",
@@ -166,6 +168,61 @@ class StepCount:
 
     def __call__(self) -> int:
         return self._value
+
+
+class InFlight(Generic[_T]):
+    """Calls launched on an asynchronous device and not yet known to have finished.
+
+    Each call leaves a *token* (an output array, an event). A call's steps are counted once its
+    token is ready; calls finish in launch order (each depends on the state the previous one
+    left). Ready tokens are retired without waiting; the host waits only when more than ``limit``
+    calls are queued, so it stays at most ``limit`` calls ahead of the device and the counter
+    trails the steps launched by at most those calls. Waiting on every call instead (limit 0)
+    costs a thread hand-off per call, which on a loaded machine can cost more than the step.
+    """
+
+    __slots__ = ("_count", "_limit", "_queue", "_ready", "_wait")
+
+    def __init__(
+        self,
+        limit: int,
+        count: StepCount,
+        ready: Callable[[_T], bool],
+        wait: Callable[[_T], object],
+        *,
+        argument: str = "max_in_flight",
+    ) -> None:
+        self._limit = check_int(argument, limit, minimum=0)
+        self._count = count
+        self._ready = ready
+        self._wait = wait
+        self._queue: collections.deque[tuple[_T, int]] = collections.deque()
+
+    def launched(self, token: _T, steps: int) -> None:
+        """A call of ``steps`` steps was launched; ``token`` becomes ready when it finishes."""
+        self._queue.append((token, steps))
+        while self._queue:
+            if self._ready(self._queue[0][0]):
+                self._retire_oldest(wait=False)
+            elif len(self._queue) > self._limit:
+                self._retire_oldest(wait=True)
+            else:
+                break
+
+    def drain(self) -> None:
+        """Wait for every queued call and count it."""
+        while self._queue:
+            self._retire_oldest(wait=True)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def _retire_oldest(self, *, wait: bool) -> None:
+        token, steps = self._queue[0]
+        if wait:
+            self._wait(token)
+        self._queue.popleft()
+        self._count.add(steps)
 
 
 @runtime_checkable

@@ -26,6 +26,8 @@ _new_event: Callable[[], Any] = torch.cuda.Event
 
 
 class Event(Protocol):
+    def query(self) -> bool: ...
+
     def synchronize(self) -> None: ...
 
 

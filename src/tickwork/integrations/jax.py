@@ -44,6 +44,7 @@ from .._validate import check_int
 from ._multistep import (
     CompileLog,
     CompileRecord,
+    InFlight,
     StepCount,
     as_spe_holder,
     check_max_steps,
@@ -61,19 +62,39 @@ StepFn = Callable[[Any, Any], tuple[Any, Any]]
 arrays (the loss, metrics) or None."""
 
 _Executable = Callable[[Any, Any], tuple[Any, Any, Any]]
+_Key = tuple[Any, tuple[tuple[tuple[int, ...], Any], ...]]  # (treedef, ((shape, dtype), ...))
 
 # JAX leaves these unannotated; these are the typed edges this module uses them through.
 _shape_dtype: Callable[..., Any] = jax.ShapeDtypeStruct
 _block_until_ready: Callable[[Any], Any] = jax.block_until_ready
 
 
-def _batch_spec(batch: Any) -> Any:
-    return jax.tree.map(lambda leaf: _shape_dtype(np.shape(leaf), jnp.result_type(leaf)), batch)
+def _leaf_key(leaf: Any) -> tuple[tuple[int, ...], Any]:
+    shape, dtype = getattr(leaf, "shape", None), getattr(leaf, "dtype", None)
+    if shape is None or dtype is None:
+        return tuple(np.shape(leaf)), jnp.result_type(leaf)
+    return tuple(shape), dtype
 
 
-def _describe(spec: Any) -> str:
-    leaves = ", ".join(f"{leaf.dtype}{list(leaf.shape)}" for leaf in jax.tree.leaves(spec))
-    return f"{jax.tree.structure(spec)} ({leaves})"
+def _batch_key(batch: Any) -> _Key:
+    """What a compiled call depends on: the batch's structure, shapes and dtypes (cheap)."""
+    leaves, treedef = jax.tree.flatten(batch)
+    return treedef, tuple(_leaf_key(leaf) for leaf in leaves)
+
+
+def _spec(key: _Key, size: int | None) -> Any:
+    """ShapeDtypeStructs for one batch (``size`` None) or ``size`` stacked batches."""
+    treedef, leaves = key
+    lead = () if size is None else (size,)
+    return jax.tree.unflatten(
+        treedef, [_shape_dtype((*lead, *shape), dtype) for shape, dtype in leaves]
+    )
+
+
+def _describe(key: _Key) -> str:
+    treedef, leaves = key
+    shapes = ", ".join(f"{np.dtype(dtype).name}{list(shape)}" for shape, dtype in leaves)
+    return f"{treedef} ({shapes})"
 
 
 def _stack(batches: Sequence[Any]) -> Any:
@@ -99,7 +120,8 @@ class MultiStepRunner:
     ``donate_state`` donates the state buffers to each call (no copy of the parameters); the
     default donates except on the CPU backend, which cannot use donated buffers. With donation a
     state you read from :attr:`state` is invalid once the next call starts. ``unroll`` is passed
-    to ``lax.scan`` (more unrolling: faster steps, longer compiles).
+    to ``lax.scan`` (more unrolling: faster steps, longer compiles). ``max_in_flight`` bounds how
+    many calls may be queued on the device before :meth:`run` waits (0: wait for each call).
     """
 
     def __init__(
@@ -112,6 +134,7 @@ class MultiStepRunner:
         spe: int | StepsPerExecution = 1,
         donate_state: bool | None = None,
         unroll: int = 1,
+        max_in_flight: int = 2,
         clock: Clock | None = None,
     ) -> None:
         if not callable(step_fn):
@@ -134,17 +157,20 @@ class MultiStepRunner:
         self._unroll = check_int("unroll", unroll, minimum=1)
         self._clock = MONOTONIC if clock is None else clock
         self._pushback: list[Any] = []
-        self._executables: dict[tuple[int, str], _Executable] = {}
+        self._executables: dict[tuple[int, _Key], _Executable] = {}
         self._compile_log = CompileLog()
         self._completed = StepCount()
         self._dispatched = 0
-        self._pending: tuple[Any, int] | None = None
+        self._in_flight: InFlight[Any] = InFlight(
+            max_in_flight, self._completed, ready=lambda done: bool(done.is_ready()),
+            wait=_block_until_ready,
+        )  # fmt: skip
         self._output: Any = None
 
     # The tuner's contract -------------------------------------------------------------------
 
     def counter(self) -> int:
-        """Training steps completed so far (at most one call behind :attr:`steps_dispatched`)."""
+        """Training steps completed so far (behind :attr:`steps_dispatched` by the calls queued)."""
         return self._completed()
 
     @property
@@ -182,9 +208,9 @@ class MultiStepRunner:
     def run(self, max_steps: int | None = None) -> int:
         """Run the next ``int(spe)`` steps (at most ``max_steps``); return how many ran.
 
-        Fewer run when ``batches`` runs out; 0 means it has. Each call blocks until the previous
-        call has finished, so the device always has one call queued and :meth:`counter` counts
-        completed steps.
+        Fewer run when ``batches`` runs out; 0 means it has. JAX dispatches asynchronously: the
+        runner waits only when more than ``max_in_flight`` calls are queued, and
+        :meth:`counter` counts a call's steps once it has finished.
         """
         n = int(self._spe)
         limit = check_max_steps(max_steps)
@@ -192,21 +218,21 @@ class MultiStepRunner:
             n = min(n, limit)
         batches = take(self._batches, n, self._pushback) if n else []
         ran = 0
-        for spec, group in self._same_shape_runs(batches):
+        for key, group in self._same_shape_runs(batches):
             for size in decompose(len(group), self._candidates):
                 chunk = group[:size]
                 del group[:size]
-                executable = self._executable(size, spec)
-                self._state, self._output, done = executable(self._state, _stack(chunk))
+                executable = self._executable(size, key)
+                data = chunk[0] if size == 1 else _stack(chunk)
+                self._state, self._output, done = executable(self._state, data)
                 self._dispatched += size
-                self._retire()
-                self._pending = (done, size)
+                self._in_flight.launched(done, size)
                 ran += size
         return ran
 
     def sync(self) -> None:
         """Wait for every dispatched step to complete: then ``counter() == steps_dispatched``."""
-        self._retire()
+        self._in_flight.drain()
 
     def precompile(self, spe_values: Iterable[int] | None = None) -> tuple[CompileRecord, ...]:
         """Compile the calls for ``spe_values`` (default: every candidate) now, not mid-training.
@@ -229,42 +255,34 @@ class MultiStepRunner:
             )
         self._pushback[:0] = peeked
         before = len(self._compile_log.records)
-        spec = _batch_spec(peeked[0])
+        key = _batch_key(peeked[0])
         for size in sizes:
-            self._executable(size, spec)
+            self._executable(size, key)
         return self._compile_log.records[before:]
 
     # Internals ----------------------------------------------------------------------------------
 
-    def _retire(self) -> None:
-        if self._pending is not None:
-            done, size = self._pending
-            self._pending = None
-            _block_until_ready(done)
-            self._completed.add(size)
-
     @staticmethod
-    def _same_shape_runs(batches: list[Any]) -> list[tuple[Any, list[Any]]]:
-        runs: list[tuple[Any, list[Any]]] = []
+    def _same_shape_runs(batches: list[Any]) -> list[tuple[_Key, list[Any]]]:
+        runs: list[tuple[_Key, list[Any]]] = []
         for batch in batches:
-            spec = _batch_spec(batch)
-            if runs and runs[-1][0] == spec:
+            key = _batch_key(batch)
+            if runs and runs[-1][0] == key:
                 runs[-1][1].append(batch)
             else:
-                runs.append((spec, [batch]))
+                runs.append((key, [batch]))
         return runs
 
-    def _executable(self, size: int, spec: Any) -> _Executable:
-        signature = _describe(spec)
-        key = (size, signature)
-        executable = self._executables.get(key)
+    def _executable(self, size: int, key: _Key) -> _Executable:
+        executable = self._executables.get((size, key))
         if executable is None:
+            signature = _describe(key)
             started = self._clock.now()
-            stacked = jax.tree.map(lambda s: _shape_dtype((size, *s.shape), s.dtype), spec)
+            data = _spec(key, None if size == 1 else size)
             jitted = jax.jit(self._multi_step(size), donate_argnums=(0,) if self._donate else ())
-            executable = jitted.lower(self._state, stacked).compile()
+            executable = jitted.lower(self._state, data).compile()
             seconds = self._clock.now() - started
-            self._executables[key] = executable
+            self._executables[(size, key)] = executable
             self._compile_log.add(CompileRecord(size, seconds, started, signature))
             logger.debug("compiled a %d-step call in %.3f s for %s", size, seconds, signature)
         return executable
@@ -273,10 +291,10 @@ class MultiStepRunner:
         step_fn = self._step_fn
         unroll = self._unroll
 
-        if size == 1:  # what "one step per call" means: no loop at all
+        if size == 1:  # what "one step per call" means: no loop, no stacking
 
-            def one(state: Any, stacked: Any) -> tuple[Any, Any, Any]:
-                state, aux = step_fn(state, jax.tree.map(lambda leaf: leaf[0], stacked))
+            def one(state: Any, batch: Any) -> tuple[Any, Any, Any]:
+                state, aux = step_fn(state, batch)
                 return state, aux, jnp.int32(1)
 
             return one

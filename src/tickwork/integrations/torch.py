@@ -52,6 +52,7 @@ from . import _torch_graphs
 from ._multistep import (
     CompileLog,
     CompileRecord,
+    InFlight,
     StepCount,
     as_spe_holder,
     check_max_steps,
@@ -135,6 +136,8 @@ class MultiStepRunner:
     ``on_capture_error="eager"`` logs a failed capture and goes on in eager mode
     (:attr:`fallback_error` keeps the exception); the default ``"raise"`` raises it.
     The output of a replay lives in the graph's static buffers: clone it to keep it.
+    ``max_in_flight`` bounds how many replays may be queued on the GPU before :meth:`run` waits
+    (their steps are counted once their events complete).
     """
 
     def __init__(
@@ -148,6 +151,7 @@ class MultiStepRunner:
         spe: int | StepsPerExecution = 1,
         compile_options: Mapping[str, Any] | None = None,
         on_capture_error: str = "raise",
+        max_in_flight: int = 2,
         clock: Clock | None = None,
     ) -> None:
         if not callable(step_fn):
@@ -187,7 +191,10 @@ class MultiStepRunner:
         self._compile_log = CompileLog()
         self._completed = StepCount()
         self._dispatched = 0
-        self._pending: tuple[_torch_graphs.Event, int] | None = None
+        self._in_flight: InFlight[_torch_graphs.Event] = InFlight(
+            max_in_flight, self._completed, ready=lambda event: bool(event.query()),
+            wait=lambda event: event.synchronize(),
+        )  # fmt: skip
         self._output: Any = None
         self._fallback_error: BaseException | None = None
 
@@ -269,7 +276,7 @@ class MultiStepRunner:
 
     def sync(self) -> None:
         """Wait until every launched step has completed (then ``counter() == steps_dispatched``)."""
-        self._retire()
+        self._in_flight.drain()
 
     # torch.compile ------------------------------------------------------------------------------
 
@@ -342,17 +349,8 @@ class MultiStepRunner:
         logger.debug("captured a %d-step CUDA graph in %.3f s for %s", size, seconds, signature)
 
     def _launched(self, event: _torch_graphs.Event, size: int) -> None:
-        # Keep one call in flight: wait for the previous one, then count it.
         self._dispatched += size
-        self._retire()
-        self._pending = (event, size)
-
-    def _retire(self) -> None:
-        if self._pending is not None:
-            event, size = self._pending
-            self._pending = None
-            event.synchronize()
-            self._completed.add(size)
+        self._in_flight.launched(event, size)
 
     def __repr__(self) -> str:
         return (
