@@ -27,6 +27,7 @@ import itertools
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -335,19 +336,30 @@ def _cpu() -> str:
 
 def _table(rows: list[Row]) -> list[str]:
     lines = [
-        "| workload | spe | compile s | steps/s per round | best steps/s | x spe 1 |",
-        "| --- | ---: | ---: | --- | ---: | ---: |",
+        "| workload | spe | compile s | steps/s per round | median | best | median x spe 1 |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: |",
     ]
     base: dict[str, float] = {}
     for row in rows:
-        best = max(row["rates"])
-        base.setdefault(row["workload"], best)
+        median = statistics.median(row["rates"])
+        base.setdefault(row["workload"], median)
         rounds = " / ".join(f"{rate:.0f}" for rate in row["rates"])
         lines.append(
             f"| {row['workload']} | {row['spe']} | {row['compile_s']:.2f} | {rounds} | "
-            f"{best:.0f} | {best / base[row['workload']]:.2f} |"
+            f"{median:.0f} | {max(row['rates']):.0f} | {median / base[row['workload']]:.2f} |"
         )
     return lines
+
+
+def _jax_note(rows: list[Row]) -> str:
+    plain = statistics.median(rows[0]["rates"])
+    best = max(rows[1:], key=lambda row: statistics.median(row["rates"]))
+    fastest = statistics.median(best["rates"])
+    return (
+        f"jax, medians: the runner's fastest spe ({best['spe']}, {fastest:.0f} steps/s) is "
+        f"x{fastest / plain:.2f} the plain jax.jit loop ({plain:.0f} steps/s); the runner at "
+        f"spe 1 is x{statistics.median(rows[1]['rates']) / plain:.2f} of it"
+    )
 
 
 SECTIONS = ("jax", "torch", "keras-tensorflow", "keras-jax", "keras-torch")
@@ -357,13 +369,7 @@ def _section(section: str, args: argparse.Namespace) -> dict[str, Any]:
     notes: list[str] = []
     if section == "jax":
         rows = bench_jax(args.rounds, args.seconds)
-        plain = max(rows[0]["rates"])
-        best = max(rows[1:], key=lambda row: max(row["rates"]))
-        notes.append(
-            f"jax: the runner's best (spe {best['spe']}, {max(best['rates']):.0f} steps/s) is "
-            f"x{max(best['rates']) / plain:.2f} the plain jax.jit loop ({plain:.0f} steps/s); "
-            f"the runner at spe 1 is x{max(rows[1]['rates']) / plain:.2f} of it"
-        )
+        notes.append(_jax_note(rows))
     elif section == "torch":
         rows = bench_torch(args.rounds, args.seconds, args.torch_compile_max, args.torch_threads)
         notes.append(f"torch: torch.set_num_threads({args.torch_threads}) after the first row")
@@ -375,7 +381,7 @@ def _section(section: str, args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds per round")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
         "--torch-compile-max",
         type=int,
@@ -433,7 +439,8 @@ def main(argv: list[str] | None = None) -> None:
         + ". The machine is shared with other engineers' work; rounds interleave the spe values.",
         f"Workload: MLP {INPUTS}-{HIDDEN}-{HIDDEN}-{CLASSES}, SGD lr {LR}, batch {BATCH}, random "
         f"data ({DISTINCT_BATCHES} batches cycled); {args.rounds} rounds of {args.seconds} s per "
-        "spe (Keras: rounds of one fit() of 256 steps, timed from the end of its first call). "
+        "spe (Keras: rounds of one fit() of 256 steps, timed from the end of its first call); "
+        "ratios use medians, since a round can be slowed by other jobs. "
         "'compile s' is the compilation (JAX), the first call (torch.compile: compiling plus its "
         "steps) or the first call of the warm-up fit() (Keras).",
         "",
