@@ -19,8 +19,10 @@ def in_child(check: object) -> dict[str, object]:
     """Fork; run check() in the child and return what it reported (as JSON through a pipe)."""
     read_end, write_end = os.pipe()
     with warnings.catch_warnings():
-        # Python 3.12+ warns that forking a threaded process may deadlock: that is the point.
+        # Python 3.12+ (DeprecationWarning) and JAX, when an earlier test imported it
+        # (RuntimeWarning), warn that forking a threaded process may deadlock: that is the point.
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
         pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         code = 0
