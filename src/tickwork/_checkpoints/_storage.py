@@ -365,10 +365,7 @@ def network_filesystem(path: str, mountinfo: str | None = None) -> str | None:
                 mountinfo = file.read()
         except OSError:
             return None
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
-        probe = os.path.dirname(probe)
-    real = os.path.realpath(probe)
+    real = os.path.realpath(path)  # resolves the part that exists; a missing rest is kept
     best_point, best_type = "", ""
     for line in mountinfo.splitlines():
         left, sep, right = line.partition(" - ")

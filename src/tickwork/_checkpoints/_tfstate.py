@@ -22,12 +22,16 @@ import os
 import posixpath
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from ._policy import SortKey, sort_key
+from ._steps import trailing_step
 
 __all__ = [
     "DEFAULT_STATE_FILENAME",
     "StateFileError",
     "TFCheckpointState",
+    "TFNames",
     "is_url",
     "parse_checkpoint_state",
     "resolve_prefix",
@@ -243,3 +247,39 @@ def resolve_prefix(checkpoint_dir: str, recorded: str, *, remote: bool) -> str:
     if os.path.isabs(recorded):
         return recorded
     return os.path.join(checkpoint_dir, recorded)
+
+
+@dataclass
+class TFNames:
+    """What the state file has named so far in a followed directory.
+
+    A checkpoint once named stays named (TensorFlow drops old names as it deletes their files).
+    ``max_named``: the highest checkpoint ever named; ``latest``: the key of the state's
+    ``model_checkpoint_path`` now.
+    """
+
+    named: dict[str, str] = field(default_factory=dict)  # key (prefix basename) -> path
+    latest: str | None = None
+    max_named: SortKey | None = None
+    _raw: bytes | None = None
+
+    def update(self, raw: bytes, directory: str, *, remote: bool) -> set[str] | None:
+        """Read a new version of the state file; the keys newly named (None when ``raw`` is the
+        version read last). Raises StateFileError (or UnicodeDecodeError) when it is corrupt."""
+        if raw == self._raw:
+            return None
+        self._raw = raw
+        state = parse_checkpoint_state(raw.decode("utf-8"))
+        changed: set[str] = set()
+        for recorded in (*state.all_model_checkpoint_paths, state.model_checkpoint_path):
+            path = resolve_prefix(directory, recorded, remote=remote)
+            key = posixpath.basename(path.replace("\\", "/"))
+            if self.named.get(key) != path:
+                self.named[key] = path
+                changed.add(key)
+            order = sort_key(trailing_step(key), key)
+            if self.max_named is None or order > self.max_named:
+                self.max_named = order
+        latest = resolve_prefix(directory, state.model_checkpoint_path, remote=remote)
+        self.latest = posixpath.basename(latest.replace("\\", "/"))
+        return changed
