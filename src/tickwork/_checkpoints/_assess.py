@@ -44,6 +44,7 @@ class Candidate:
     changed_at: float | None = None  # clock time the signature last changed
     reported: bool = False  # its rejection was logged
     gone: bool = False  # found missing while assessed; dropped at the tracker's next process()
+    whole: bool = False  # its files were all written at some point (see Verdict.whole)
 
 
 @dataclass(frozen=True)

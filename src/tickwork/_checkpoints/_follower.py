@@ -280,6 +280,23 @@ class CheckpointFollower:
                 return None
             self._view.sleep(deadline)
 
+    def start(self, timeout: float | None = None) -> bool:
+        """Start following now, rather than at the first :meth:`next_checkpoint`, and wait (at
+        most ``timeout`` seconds) until nothing written from now on can be missed: the directory
+        exists and, when watching for events, the watch is in place. True once so; False on
+        timeout or stop (a missing directory is still waited for by the next call)."""
+        timeout = check_optional_nonnegative("timeout", timeout)
+        self._check_usable()
+        deadline = None if timeout is None else self._clock.now() + timeout
+        while not self.stopped:
+            self._view.refresh()
+            if self._view.ready:
+                return True
+            if deadline is not None and self._clock.now() >= deadline:
+                return False
+            self._view.sleep(deadline)
+        return False
+
     def done(self, checkpoint: Checkpoint | None = None) -> None:
         """The consumer has finished with the checkpoint handed out last.
 

@@ -103,10 +103,12 @@ def _check_zip(size: int, read_at: ReadAt) -> FileCheck:
     eocd_at, eocd = found
     entries, cd_size, cd_offset = _u16(eocd, 10), _u32(eocd, 12), _u32(eocd, 16)
     cd_end = eocd_at
-    if 0xFFFF in (entries,) or 0xFFFFFFFF in (cd_size, cd_offset):
-        locator = read_at(eocd_at - _ZIP64_LOCATOR_SIZE, _ZIP64_LOCATOR_SIZE)
-        if eocd_at < _ZIP64_LOCATOR_SIZE or locator[:4] != _ZIP64_LOCATOR:
-            return FileCheck(Structure.CORRUPT, "zip", "zip64 sizes without a zip64 locator")
+    locator = read_at(eocd_at - _ZIP64_LOCATOR_SIZE, _ZIP64_LOCATOR_SIZE)
+    has_zip64 = eocd_at >= _ZIP64_LOCATOR_SIZE and locator[:4] == _ZIP64_LOCATOR
+    needs_zip64 = entries == 0xFFFF or 0xFFFFFFFF in (cd_size, cd_offset)
+    if needs_zip64 and not has_zip64:
+        return FileCheck(Structure.CORRUPT, "zip", "zip64 sizes without a zip64 locator")
+    if has_zip64:  # torch.save always writes zip64 records, whatever the archive's size
         record_at = _u64(locator, 8)
         record = read_at(record_at, _ZIP64_EOCD_SIZE)
         if len(record) < _ZIP64_EOCD_SIZE or record[:4] != _ZIP64_EOCD:

@@ -52,11 +52,14 @@ class Status(enum.Enum):
 @dataclass(frozen=True)
 class Verdict:
     """An assessment. ``recheck_in``: for PENDING, seconds after which it is worth looking again
-    even without a change (a settle period ending, a marker to poll for); None: on change only."""
+    even without a change (a settle period ending, a marker to poll for); None: on change only.
+    ``whole``: its files are all written, only the commit is missing (a TensorFlow checkpoint
+    not yet named in the state file); deleting it then loses a finished checkpoint."""
 
     status: Status
     reason: str
     recheck_in: float | None = None
+    whole: bool = False
 
 
 def decide_file(check: FileCheck, quiet_for: float | None, settle: float) -> Verdict:
@@ -128,6 +131,9 @@ def decide_tensorflow(
     Complete when all its files exist and the state file names it, or names a newer checkpoint
     (TensorFlow writes the state file after the checkpoint's files, one save after another, so a
     newer named checkpoint means this one was finished).
+
+    It counts as ``whole`` (for deletions) once its index exists: TensorFlow writes the index
+    after the data, so a pending one with an index is being deleted, not written.
     """
     if not has_index:
         return Verdict(Status.PENDING, "no .index file yet")
@@ -135,16 +141,16 @@ def decide_tensorflow(
     if len(counts) > 1:
         return Verdict(Status.BROKEN, f"data shards disagree on their count: {sorted(counts)}")
     if not counts:
-        return Verdict(Status.PENDING, "no data shard yet")
+        return Verdict(Status.PENDING, "no data shard yet", whole=True)
     total = counts.pop()
     missing = total - len({i for i, _ in shards if 0 <= i < total})
     if missing:
-        return Verdict(Status.PENDING, f"{missing} of {total} data shards missing")
+        return Verdict(Status.PENDING, f"{missing} of {total} data shards missing", whole=True)
     if named:
         return Verdict(Status.COMPLETE, "named in the state file, files present")
     if newer_named:
         return Verdict(Status.COMPLETE, "files present, a newer checkpoint is named")
-    return Verdict(Status.PENDING, "files present, not yet named in the state file")
+    return Verdict(Status.PENDING, "files present, not yet named in the state file", whole=True)
 
 
 def choose_next(
@@ -178,15 +184,17 @@ def choose_next(
     return None, []
 
 
-def classify_deletion(status: Status, *, skip_to_latest: bool, newer_open: bool) -> str | None:
+def classify_deletion(
+    status: Status, *, skip_to_latest: bool, newer_open: bool, whole: bool = False
+) -> str | None:
     """What the deletion of an open (not yet handed out) checkpoint counts as.
 
     ``"deleted"`` (it was due and the consumer never got it), ``"skipped"`` (with
     ``skip_to_latest``, a newer one would have been handed out instead), or None (it never was
     complete). A checkpoint not yet assessed counts as complete: it was listed with its final
-    name.
+    name; so does one that was ``whole`` (all written, not yet committed).
     """
-    if status in (Status.PENDING, Status.BROKEN):
+    if status is Status.BROKEN or (status is Status.PENDING and not whole):
         return None
     if skip_to_latest and newer_open:
         return "skipped"

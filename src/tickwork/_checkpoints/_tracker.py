@@ -27,6 +27,10 @@ from ._tfstate import StateFileError, TFNames
 
 __all__ = ["Candidate", "Tracker"]
 
+# How many keys of removed checkpoints are remembered, so that a deletion is counted once however
+# many events name it.
+_EPHEMERALS_KEPT = 4096
+
 logger = logging.getLogger(__name__)
 
 
@@ -71,6 +75,7 @@ class Tracker:
         self._all: list[tuple[SortKey, str]] = []  # every candidate
         self._eager = False
         self._vanished: set[str] = set()
+        self._ephemerals: dict[str, None] = {}  # keys of removed checkpoints (insertion order)
         self._member_of: dict[str, str] = {}
         self._dirty: set[str] = set()
         self._pending: set[str] = set()
@@ -120,7 +125,8 @@ class Tracker:
             if self.scheme is None:
                 return
             logger.info("checkpoint layout of %r: %s", self.storage.directory, self.scheme.layout)
-            updates = dict(self.entries)  # claim everything seen before the layout was known
+            # Claim everything seen before the layout was known, and what just vanished.
+            updates = {**self.entries, **updates}
         for name, entry in updates.items():
             self._touch(name, entry)
 
@@ -134,6 +140,8 @@ class Tracker:
         claim = None if entry is None else scheme.claim(name, entry.is_dir)
         if known is not None and (claim is None or claim.key != known):
             self._drop_member(name, known)
+        if entry is None and known is None and self._eager:
+            self._ephemeral(scheme, name)
         if claim is None:
             return
         candidate = self.candidates.get(claim.key)
@@ -150,6 +158,36 @@ class Tracker:
         if candidate.status is not Status.UNKNOWN or self._eager:
             self._dirty.add(claim.key)
 
+    def _ephemeral(self, scheme: Scheme, name: str) -> None:
+        """An event named a checkpoint that was deleted before it could be looked at (saved and
+        removed by max_to_keep between two looks): it is counted, once, like any deletion."""
+        claim = scheme.claim(name, False) or scheme.claim(name, True)
+        if claim is None or claim.role == "data":
+            return
+        known = self.candidates.get(claim.key)
+        if known is not None:  # its index came and went: it was written, it is being deleted
+            known.whole = known.whole or claim.key not in self._ephemerals
+            return
+        order = sort_key(claim.step, claim.key)
+        if (self._floor is not None and order <= self._floor) or claim.key in self._ephemerals:
+            return
+        self._remember_removed(claim.key)
+        newer = bool(self._all) and self._all[-1][0] > order
+        if self._skip_to_latest and newer:
+            self._counters.add(skipped=1)
+            return
+        self._counters.add(deleted_before_reached=1)
+        logger.warning(
+            "checkpoint %r (step %s) was deleted before it could be examined",
+            self.storage.join(claim.key),
+            claim.step,
+        )
+
+    def _remember_removed(self, key: str) -> None:
+        self._ephemerals[key] = None
+        if len(self._ephemerals) > _EPHEMERALS_KEPT:
+            del self._ephemerals[next(iter(self._ephemerals))]
+
     def start_eager(self) -> None:
         """From now on candidates that change are assessed at once (see the module docs)."""
         self._eager = True
@@ -165,6 +203,8 @@ class Tracker:
             return
         del self.candidates[key]
         del self._all[bisect.bisect_left(self._all, (candidate.order, key))]
+        counted = key in self._ephemerals  # its deletion was counted when its index vanished
+        self._remember_removed(key)  # later events naming it are not a new deletion
         self._dirty.discard(key)
         self._pending.discard(key)
         if not candidate.is_open:
@@ -173,8 +213,13 @@ class Tracker:
         newer_open = index < len(self.order) - 1
         del self.order[index]
         verdict = classify_deletion(
-            candidate.status, skip_to_latest=self._skip_to_latest, newer_open=newer_open
+            candidate.status,
+            skip_to_latest=self._skip_to_latest,
+            newer_open=newer_open,
+            whole=candidate.whole,
         )
+        if counted:
+            return
         if verdict == "deleted":
             self._counters.add(deleted_before_reached=1)
             logger.warning(
@@ -297,6 +342,7 @@ class Tracker:
             self._set(candidate, verdicts[0])
 
     def _set(self, candidate: Candidate, verdict: Verdict) -> None:
+        candidate.whole = candidate.whole or verdict.whole or verdict.status is Status.COMPLETE
         candidate.status = verdict.status
         candidate.reason = verdict.reason
         if verdict.status is Status.PENDING:

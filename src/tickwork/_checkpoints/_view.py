@@ -93,6 +93,15 @@ class DirectoryView:
         self._interval = poll_interval
 
     @property
+    def ready(self) -> bool:
+        """True once the directory is followed: present, and with events, the watch in place and
+        the listing taken after it (nothing created from now on can be missed)."""
+        if not self.present:
+            return False
+        watcher = self._watcher
+        return self.mode != "events" or (watcher is not None and watcher.ready and self._caught_up)
+
+    @property
     def stopped(self) -> bool:
         return self._closed or (self._stop is not None and self._stop.is_set())
 
@@ -223,6 +232,7 @@ class DirectoryView:
             self._next_rescan = now + _EVENTS_RESCAN
             self._scan()
         if names and self.present:
+            logger.debug("changed in %r: %s", self._storage.directory, sorted(names))
             self._tracker.apply_changes(names)
 
     def sleep(self, deadline: float | None) -> None:

@@ -37,7 +37,7 @@ _STEP_MS = 5
 _DEBOUNCE_MS = 50
 # watchfiles returns to Python this often when nothing happens (the first return tells that the
 # watch is in place).
-_IDLE_RETURN_MS = 1000
+_IDLE_RETURN_MS = 250
 _THREAD_PREFIX = "tickwork checkpoint watcher"
 
 
