@@ -263,9 +263,7 @@ class Tracker:
     def process(self, *, recheck_pending: bool = False) -> None:
         """Read the state file if it changed, then assess every changed candidate and every
         pending one that is due (all pending ones with ``recheck_pending``)."""
-        if self._vanished:
-            gone, self._vanished = self._vanished, set()
-            self._update(dict.fromkeys(gone))
+        self._drop_vanished()
         if self._state_dirty:
             self._guard(self._read_state, self._state_filename)
         now = self._clock.now()
@@ -278,6 +276,12 @@ class Tracker:
             key = self._dirty.pop()
             if key in self.candidates:
                 self._assess(self.candidates[key])
+
+    def _drop_vanished(self) -> None:
+        """Drop the candidates found deleted while assessed (not during choose_next's walk)."""
+        if self._vanished:
+            gone, self._vanished = self._vanished, set()
+            self._update(dict.fromkeys(gone))
 
     def status(self, key: str) -> Status:
         """The candidate's status, assessing it first if it was never assessed or is dirty."""
@@ -321,8 +325,8 @@ class Tracker:
         verdicts: list[Verdict | None] = []
 
         def look() -> None:
-            verdicts.append(
-                assess(
+            try:
+                verdict = assess(
                     candidate,
                     scheme=scheme,
                     storage=self.storage,
@@ -331,7 +335,11 @@ class Tracker:
                     settings=self._settings,
                     now=self._clock.now(),
                 )
-            )
+            except FileNotFoundError:  # deleted while being read, or a file inside it was
+                if self.storage.stat(candidate.key) is not None:
+                    raise
+                verdict = None
+            verdicts.append(verdict)
 
         if not self._guard(look, candidate.key):
             self._set(candidate, Verdict(Status.PENDING, "error", self._pending_recheck))
@@ -370,6 +378,7 @@ class Tracker:
             self.order, self.status, skip_to_latest=skip_to_latest, high_water=high_water
         )
         if key is None:
+            self._drop_vanished()
             return None
         chosen = self.candidates[key]
         if passed:
@@ -382,6 +391,7 @@ class Tracker:
             del self.order[: len(passed)]
             self._counters.add(skipped=counted)
         self.close(chosen)
+        self._drop_vanished()
         return chosen
 
     def close(self, candidate: Candidate) -> None:
