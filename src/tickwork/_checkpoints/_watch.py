@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 # Milliseconds. watchfiles yields a batch once no new change came for one step (or after
 # `debounce` of continuous changes): detection takes one to two steps. It also checks the stop
 # signal every step, which bounds how fast a stop is seen.
-_STEP_MS = 5
+_STEP_MS = 10
 _DEBOUNCE_MS = 50
 # watchfiles returns to Python this often when nothing happens (the first return tells that the
 # watch is in place).
