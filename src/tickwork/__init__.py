@@ -3,6 +3,10 @@
 Timed threads that do not drift (:class:`TimedThread`, :func:`every`), a coordinator that stops a
 group of threads and carries every exception (:class:`Coordinator`, :class:`LooperThread`,
 :func:`stop_on_signals`), on one monotonic clock (:class:`Clock`).
+
+Checkpoint following for every framework (:func:`checkpoints_iterator`,
+:func:`wait_for_new_checkpoint`, :func:`latest_checkpoint`, :class:`CheckpointFollower`):
+TensorFlow's API, event-driven, never early, never missing a checkpoint when asked.
 """
 
 from ._clock import Clock as Clock
@@ -17,6 +21,18 @@ from ._ticker import TickStats as TickStats
 from ._timed_thread import OnError as OnError
 from ._timed_thread import TimedThread as TimedThread
 from ._timed_thread import every as every
+
+# isort: split
+# Checkpoint following (issue 3).
+from ._checkpoints._api import CheckpointIterator as CheckpointIterator
+from ._checkpoints._api import checkpoints_iterator as checkpoints_iterator
+from ._checkpoints._api import latest_checkpoint as latest_checkpoint
+from ._checkpoints._api import wait_for_new_checkpoint as wait_for_new_checkpoint
+from ._checkpoints._checkpoint import Checkpoint as Checkpoint
+from ._checkpoints._checkpoint import FollowerStats as FollowerStats
+from ._checkpoints._follower import CheckpointFollower as CheckpointFollower
+from ._checkpoints._layouts import CheckpointPattern as CheckpointPattern
+from ._checkpoints._layouts import Layout as Layout
 
 __version__ = "0.1.0"
 
@@ -33,4 +49,17 @@ __all__ = [
     "Waitable",
     "every",
     "stop_on_signals",
+]
+
+# Checkpoint following (issue 3).
+__all__ += [
+    "Checkpoint",
+    "CheckpointFollower",
+    "CheckpointIterator",
+    "CheckpointPattern",
+    "FollowerStats",
+    "Layout",
+    "checkpoints_iterator",
+    "latest_checkpoint",
+    "wait_for_new_checkpoint",
 ]

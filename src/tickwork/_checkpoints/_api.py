@@ -1,0 +1,273 @@
+"""TensorFlow's checkpoint functions, for every framework: ``checkpoints_iterator``,
+``wait_for_new_checkpoint`` and ``latest_checkpoint``.
+
+Same names, same positional arguments, same semantics as ``tf.train``'s, so migrating changes
+only an import; everything beyond TensorFlow's behaviour is keyword-only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+from .._clock import MONOTONIC, Clock
+from .._validate import check_nonnegative, check_optional_nonnegative, check_positive
+from ._checkpoint import Checkpoint, FollowerStats
+from ._follower import CheckpointFollower, Watch
+from ._layouts import CheckpointPattern, Layout
+
+__all__ = [
+    "CheckpointIterator",
+    "checkpoints_iterator",
+    "latest_checkpoint",
+    "wait_for_new_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointIterator(Iterator[Checkpoint]):
+    """What :func:`checkpoints_iterator` returns: an iterator of :class:`Checkpoint` (a ``str``).
+
+    Beyond iteration: :meth:`statistics`, :meth:`done` (record the current checkpoint as
+    finished without asking for the next), :meth:`close`, the :attr:`follower`, and use as a
+    context manager (which closes it).
+
+    A checkpoint counts as finished when the loop asks for the next one. One whose loop body
+    raised or broke out of the loop is not recorded in ``state_file``, so a restarted consumer
+    gets it again (at least once, never lost).
+    """
+
+    def __init__(
+        self,
+        follower: CheckpointFollower,
+        *,
+        min_interval_secs: float,
+        timeout: float | None,
+        timeout_fn: Callable[[], object] | None,
+        clock: Clock,
+    ) -> None:
+        self._follower = follower
+        self._min_interval = min_interval_secs
+        self._timeout = timeout
+        self._timeout_fn = timeout_fn
+        self._clock = clock
+        self._last_yield: float | None = None
+        self._finished = False
+
+    @property
+    def follower(self) -> CheckpointFollower:
+        return self._follower
+
+    def __iter__(self) -> CheckpointIterator:
+        return self
+
+    def __next__(self) -> Checkpoint:
+        if self._finished:
+            raise StopIteration
+        follower = self._follower
+        follower.done()
+        if self._last_yield is not None and self._min_interval > 0:
+            remaining = self._last_yield + self._min_interval - self._clock.now()
+            if remaining > 0 and self._clock.wait(follower._stop, remaining):
+                self._finish()
+        while True:
+            checkpoint = follower.next_checkpoint(self._timeout)
+            if checkpoint is not None:
+                self._last_yield = self._clock.now()
+                return checkpoint
+            if follower.stopped:
+                self._finish()
+            if self._timeout_fn is None:
+                logger.info("Timed-out waiting for a checkpoint.")
+                self._finish()
+            elif self._timeout_fn():
+                self._finish()
+
+    def _finish(self) -> None:
+        self.close()
+        raise StopIteration
+
+    def done(self) -> None:
+        """Record the checkpoint handed out last as finished (:meth:`CheckpointFollower.done`)."""
+        self._follower.done()
+
+    def statistics(self) -> FollowerStats:
+        return self._follower.statistics()
+
+    def close(self) -> None:
+        """Stop following. The checkpoint being consumed is not recorded as finished."""
+        self._finished = True
+        self._follower.close()
+
+    def __enter__(self) -> CheckpointIterator:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # An abandoned iterator must not leave its watcher thread running.
+        follower = getattr(self, "_follower", None)
+        if follower is not None and not follower.stopped:
+            follower._abandon()
+
+    def __repr__(self) -> str:
+        return f"<CheckpointIterator over {self._follower!r}>"
+
+
+def checkpoints_iterator(
+    checkpoint_dir: str | os.PathLike[str],
+    min_interval_secs: float = 0,
+    timeout: float | None = None,
+    timeout_fn: Callable[[], object] | None = None,
+    *,
+    skip_to_latest: bool = True,
+    layout: Layout | str | CheckpointPattern = Layout.AUTO,
+    stop: object = None,
+    state_file: str | os.PathLike[str] | None = None,
+    hold: bool = False,
+    hold_dir: str | os.PathLike[str] | None = None,
+    watch: Watch | str = Watch.AUTO,
+    poll_interval: float = 1.0,
+    max_poll_interval: float | None = None,
+    settle_secs: float = 1.0,
+    latest_filename: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    clock: Clock | None = None,
+) -> CheckpointIterator:
+    """Continuously yield new checkpoints as they appear, like ``tf.train.checkpoints_iterator``.
+
+    Args:
+        checkpoint_dir: the directory (or fsspec URL) in which checkpoints are saved. A missing
+            directory is waited for.
+        min_interval_secs: the minimum number of seconds between yielding checkpoints (counted
+            from one yield to the next, the consumer's time included).
+        timeout: the maximum number of seconds to wait between checkpoints (None: forever),
+            kept to within a few milliseconds.
+        timeout_fn: called after a timeout with no arguments; if it returns true the iterator
+            stops, otherwise it waits again (the timeout applies again). Without it, the
+            iterator stops at the first timeout.
+        skip_to_latest: True (TensorFlow's behaviour) yields the newest checkpoint each time,
+            skipping older ones not yielded yet; False yields every complete checkpoint once,
+            in step order.
+        layout, stop, state_file, hold, hold_dir, watch, poll_interval, max_poll_interval,
+        settle_secs, latest_filename, storage_options, clock: see :class:`CheckpointFollower`.
+
+    Yields:
+        :class:`Checkpoint` objects: the checkpoint path as a ``str`` (for TensorFlow layouts
+        the prefix TensorFlow returns), with ``.step``, ``.layout`` and ``.files``. Only
+        complete checkpoints are ever yielded.
+
+    Bad arguments raise here, not at the first ``next()``.
+    """
+    min_interval = check_nonnegative("min_interval_secs", min_interval_secs)
+    timeout = check_optional_nonnegative("timeout", timeout)
+    if timeout_fn is not None and not callable(timeout_fn):
+        raise TypeError(f"'timeout_fn' must be callable or None; got {timeout_fn!r}")
+    follower = CheckpointFollower(
+        checkpoint_dir,
+        layout=layout,
+        skip_to_latest=skip_to_latest,
+        stop=stop,
+        state_file=state_file,
+        hold=hold,
+        hold_dir=hold_dir,
+        watch=watch,
+        poll_interval=poll_interval,
+        max_poll_interval=max_poll_interval,
+        settle_secs=settle_secs,
+        latest_filename=latest_filename,
+        storage_options=storage_options,
+        clock=clock,
+    )
+    return CheckpointIterator(
+        follower,
+        min_interval_secs=min_interval,
+        timeout=timeout,
+        timeout_fn=timeout_fn,
+        clock=clock or MONOTONIC,
+    )
+
+
+def wait_for_new_checkpoint(
+    checkpoint_dir: str | os.PathLike[str],
+    last_checkpoint: str | None = None,
+    seconds_to_sleep: float = 1,
+    timeout: float | None = None,
+    *,
+    layout: Layout | str | CheckpointPattern = Layout.AUTO,
+    stop: object = None,
+    watch: Watch | str = Watch.AUTO,
+    settle_secs: float = 1.0,
+    latest_filename: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    clock: Clock | None = None,
+) -> Checkpoint | None:
+    """Wait until a checkpoint other than ``last_checkpoint`` is the latest one, and return it.
+
+    As ``tf.train.wait_for_new_checkpoint``: returns the latest complete checkpoint as soon as
+    its path differs from ``last_checkpoint``; None when ``timeout`` seconds pass first (or
+    ``stop`` is set). ``seconds_to_sleep`` is the polling interval where the directory is polled
+    (event-driven watching reacts at once).
+    """
+    interval = check_positive("seconds_to_sleep", seconds_to_sleep)
+    timeout = check_optional_nonnegative("timeout", timeout)
+    last = None if last_checkpoint is None else os.fspath(last_checkpoint)
+    with CheckpointFollower(
+        checkpoint_dir,
+        layout=layout,
+        stop=stop,
+        watch=watch,
+        poll_interval=interval,
+        settle_secs=settle_secs,
+        latest_filename=latest_filename,
+        storage_options=storage_options,
+        clock=clock,
+    ) as follower:
+        logger.info("Waiting for new checkpoint at %s", follower.checkpoint_dir)
+        clock_ = clock or MONOTONIC
+        deadline = None if timeout is None else clock_.now() + timeout
+        while not follower.stopped:
+            found = follower.latest()
+            if found is not None and found.path != last:
+                logger.info("Found new checkpoint at %s", found)
+                return found
+            if deadline is not None and clock_.now() >= deadline:
+                break
+            follower._view.sleep(deadline)
+    return None
+
+
+def latest_checkpoint(
+    checkpoint_dir: str | os.PathLike[str],
+    latest_filename: str | None = None,
+    *,
+    layout: Layout | str | CheckpointPattern = Layout.AUTO,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Checkpoint | None:
+    """The latest complete checkpoint in ``checkpoint_dir`` now, or None (also when the directory
+    does not exist).
+
+    For TensorFlow layouts it is what ``tf.train.latest_checkpoint`` returns: the state file's
+    ``model_checkpoint_path``, joined to the directory when relative, if its files exist. For the
+    other layouts, the complete checkpoint with the highest step. ``settle_secs`` does not apply
+    to a single look: files whose format cannot be checked count as complete.
+    """
+    with CheckpointFollower(
+        checkpoint_dir,
+        layout=layout,
+        watch=Watch.POLL,
+        settle_secs=0.0,
+        latest_filename=latest_filename,
+        storage_options=storage_options,
+    ) as follower:
+        return follower.latest()

@@ -1,0 +1,296 @@
+"""Checkpoint layouts: which directory entries are checkpoints, and of which step. Pure.
+
+A layout *claims* directory entries (top level only): it says which checkpoint an entry belongs
+to (its key), the step, and the entry's role. TensorFlow checkpoints are several files sharing
+a prefix (``ckpt-5.index``, ``ckpt-5.data-00000-of-00001``); every other layout is one directory
+or one file per checkpoint. Auto-detection picks a layout from the first entries that identify
+one and keeps it.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ._steps import split_suffix, step_from_name, trailing_step
+
+__all__ = [
+    "COMMIT_MARKER",
+    "HF_MARKER",
+    "CheckpointPattern",
+    "Claim",
+    "Kind",
+    "Layout",
+    "Scheme",
+    "detect_scheme",
+    "scheme_for",
+]
+
+COMMIT_MARKER = "commit_success.txt"  # Orbax's commit marker (written where rename is not atomic)
+HF_MARKER = "trainer_state.json"  # the Hugging Face Trainer writes it into each checkpoint-<step>
+_ORBAX_TMP = ".orbax-checkpoint-tmp"
+KERAS_SUFFIXES = (".keras", ".weights.h5", ".h5")
+TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
+_TF_INDEX = re.compile(r"(?P<key>.+)\.index")
+_TF_DATA = re.compile(r"(?P<key>.+)\.data-(?P<i>\d+)-of-(?P<n>\d+)")
+_HF_DIR = re.compile(r"checkpoint-(?P<step>\d+)")
+_ORBAX_ANY = re.compile(r"(?:(?P<prefix>.+)_)?(?P<step>\d+)")
+_ORBAX_PREFIXED = re.compile(r"(?P<prefix>[A-Za-z][\w.-]*?)_(?P<step>\d+)")
+
+
+class Layout(str, enum.Enum):
+    """The checkpoint layouts a follower knows (``layout=`` also takes a CheckpointPattern)."""
+
+    AUTO = "auto"
+    TENSORFLOW = "tensorflow"  # `checkpoint` state file + <prefix>.index / .data-*-of-*
+    ORBAX = "orbax"  # step directories <step> or <prefix>_<step>
+    HUGGINGFACE = "huggingface"  # checkpoint-<step> directories
+    KERAS = "keras"  # .keras / .weights.h5 files
+    TORCH = "torch"  # .pt / .pth / .ckpt / .safetensors files
+
+
+class Kind(enum.Enum):
+    TENSORFLOW = "tensorflow"
+    DIRECTORY = "directory"
+    FILE = "file"
+
+
+@dataclass(frozen=True)
+class CheckpointPattern:
+    """A user-defined layout: entries whose name matches ``pattern`` are checkpoints.
+
+    Args:
+        pattern: a regular expression matched against the *whole* name of each entry in the
+            checkpoint directory. The step is its group named ``step``, or its first group.
+        kind: ``"file"`` (each checkpoint is one file) or ``"dir"`` (one directory).
+        marker: for directories, a file inside whose presence means the checkpoint is complete
+            (``"commit_success.txt"``). Without one, a directory counts as complete once nothing
+            in it has changed for ``settle_secs``.
+
+    Files are checked structurally where their format allows it (zip, safetensors, HDF5) and
+    otherwise must not change for ``settle_secs``.
+    """
+
+    pattern: str | re.Pattern[str]
+    kind: str = "file"
+    marker: str | None = None
+    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        pattern = self.pattern
+        if isinstance(pattern, str):
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"'pattern' must be a valid regular expression: {exc}") from None
+        elif isinstance(pattern, re.Pattern):
+            compiled = pattern
+        else:
+            raise TypeError(f"'pattern' must be a str or re.Pattern; got {pattern!r}")
+        if "step" not in compiled.groupindex and compiled.groups < 1:
+            raise ValueError(
+                f"'pattern' must have a group named 'step' or at least one group for the step; "
+                f"got {compiled.pattern!r}"
+            )
+        if self.kind not in ("file", "dir"):
+            raise ValueError(f"'kind' must be one of 'file', 'dir'; got {self.kind!r}")
+        if self.marker is not None and (not isinstance(self.marker, str) or not self.marker):
+            raise ValueError(f"'marker' must be None or a non-empty file name; got {self.marker!r}")
+        if self.marker is not None and self.kind != "dir":
+            raise ValueError(f"'marker' applies to kind='dir' only; got kind={self.kind!r}")
+        object.__setattr__(self, "regex", compiled)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An entry's place: the checkpoint it belongs to (``key``), its step and its role."""
+
+    key: str
+    step: int | None
+    role: str  # "index" / "data" (TensorFlow), "dir", "file"
+    shard: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """A layout made concrete: how entries are claimed and how completeness is decided.
+
+    ``marker``: a file inside a checkpoint directory that commits it. ``marker_required``: the
+    directory is complete only with it (Hugging Face, patterns with a marker; Orbax on GCS).
+    ``trust_rename``: locally the writer renames the finished directory into place (Orbax).
+    ``check_files``: the checkable files inside a directory must be complete too.
+    """
+
+    layout: str
+    kind: Kind
+    regex: re.Pattern[str] | None = None
+    suffixes: tuple[str, ...] = ()
+    marker: str | None = None
+    marker_required: bool = False
+    trust_rename: bool = False
+    check_files: bool = False
+    state_filename: str = "checkpoint"
+
+    def claim(self, name: str, is_dir: bool) -> Claim | None:
+        """Which checkpoint the entry ``name`` belongs to, or None when it is not part of one."""
+        if not name or name.startswith("."):
+            return None
+        if self.kind is Kind.TENSORFLOW:
+            return None if is_dir else _claim_tensorflow(name)
+        if self.kind is Kind.DIRECTORY:
+            if not is_dir or _ORBAX_TMP in name:
+                return None
+            return _claim_regex(self.regex, name, "dir")
+        if is_dir:
+            return None
+        if self.regex is not None:
+            return _claim_regex(self.regex, name, "file")
+        parts = split_suffix(name, self.suffixes)
+        if parts is None:
+            return None
+        step = step_from_name(parts[0])
+        return None if step is None else Claim(name, step, "file")
+
+
+def _claim_regex(regex: re.Pattern[str] | None, name: str, role: str) -> Claim | None:
+    assert regex is not None
+    found = regex.fullmatch(name)
+    if not found:
+        return None
+    text = found.group("step") if "step" in regex.groupindex else found.group(1)
+    try:
+        step = int(text) if text is not None else None
+    except ValueError:
+        step = None
+    return Claim(name, step, role)
+
+
+def _claim_tensorflow(name: str) -> Claim | None:
+    found = _TF_INDEX.fullmatch(name)
+    if found:
+        key = found.group("key")
+        return Claim(key, trailing_step(key), "index")
+    found = _TF_DATA.fullmatch(name)
+    if found:
+        key = found.group("key")
+        shard = (int(found.group("i")), int(found.group("n")))
+        return Claim(key, trailing_step(key), "data", shard)
+    return None
+
+
+def scheme_for(
+    layout: Layout | CheckpointPattern,
+    *,
+    state_filename: str = "checkpoint",
+    commit_marker_required: bool = False,
+    orbax_prefix: str | None = None,
+) -> Scheme:
+    """The scheme for an explicit layout. ``commit_marker_required``: Orbax directories need
+    ``commit_success.txt`` (on GCS, where Orbax commits that way)."""
+    if isinstance(layout, CheckpointPattern):
+        return Scheme(
+            "pattern",
+            Kind.DIRECTORY if layout.kind == "dir" else Kind.FILE,
+            regex=layout.regex,
+            marker=layout.marker,
+            marker_required=layout.marker is not None,
+            check_files=True,
+        )
+    if layout is Layout.TENSORFLOW:
+        return Scheme("tensorflow", Kind.TENSORFLOW, state_filename=state_filename)
+    if layout is Layout.ORBAX:
+        if orbax_prefix is None:
+            regex = _ORBAX_ANY
+        elif orbax_prefix == "":
+            regex = re.compile(r"(?P<step>\d+)")
+        else:
+            regex = re.compile(re.escape(orbax_prefix) + r"_(?P<step>\d+)")
+        return Scheme(
+            "orbax",
+            Kind.DIRECTORY,
+            regex=regex,
+            marker=COMMIT_MARKER,
+            marker_required=commit_marker_required,
+            trust_rename=True,
+        )
+    if layout is Layout.HUGGINGFACE:
+        return Scheme(
+            "huggingface",
+            Kind.DIRECTORY,
+            regex=_HF_DIR,
+            marker=HF_MARKER,
+            marker_required=True,
+            check_files=True,
+        )
+    if layout is Layout.KERAS:
+        return Scheme("keras", Kind.FILE, suffixes=KERAS_SUFFIXES)
+    if layout is Layout.TORCH:
+        return Scheme("torch", Kind.FILE, suffixes=TORCH_SUFFIXES)
+    raise ValueError(f"no scheme for layout {layout!r}")  # AUTO is resolved by detect_scheme
+
+
+def _evidence(name: str, is_dir: bool, state_filename: str) -> tuple[int, str | None] | None:
+    """How strongly an entry points at a layout: (rank, orbax prefix); lower rank wins."""
+    if name.startswith("."):
+        return None
+    if not is_dir:
+        if name == state_filename or _claim_tensorflow(name) is not None:
+            return (0, None)
+        parts = split_suffix(name, KERAS_SUFFIXES)
+        if parts is not None and step_from_name(parts[0]) is not None:
+            return (3, None)
+        parts = split_suffix(name, TORCH_SUFFIXES)
+        if parts is not None and step_from_name(parts[0]) is not None:
+            return (4, None)
+        return None
+    if _HF_DIR.fullmatch(name):
+        return (1, None)
+    if name.isdigit():
+        return (2, "")
+    if _ORBAX_TMP in name:
+        return (2, None)
+    found = _ORBAX_PREFIXED.fullmatch(name)
+    if found:
+        return (5, found.group("prefix"))
+    return None
+
+
+_RANKED = {
+    0: Layout.TENSORFLOW,
+    1: Layout.HUGGINGFACE,
+    2: Layout.ORBAX,
+    3: Layout.KERAS,
+    4: Layout.TORCH,
+    5: Layout.ORBAX,
+}
+
+
+def detect_scheme(
+    entries: Iterable[tuple[str, bool]],
+    *,
+    state_filename: str = "checkpoint",
+    commit_marker_required: bool = False,
+) -> Scheme | None:
+    """The layout the entries ``(name, is_dir)`` point at, or None when none does yet.
+
+    In order of precedence: a TensorFlow state file or ``.index`` file; Hugging Face
+    ``checkpoint-<step>`` directories; Orbax numbered (or temporary) step directories; Keras
+    files; PyTorch files; Orbax ``<prefix>_<step>`` directories.
+    """
+    best: tuple[int, str | None] | None = None
+    for name, is_dir in entries:
+        found = _evidence(name, is_dir, state_filename)
+        if found is not None and (best is None or found[0] < best[0]):
+            best = found
+            if best[0] == 0:
+                break
+    if best is None:
+        return None
+    return scheme_for(
+        _RANKED[best[0]],
+        state_filename=state_filename,
+        commit_marker_required=commit_marker_required,
+        orbax_prefix=best[1],
+    )

@@ -1,0 +1,383 @@
+"""Where checkpoints live: a local directory (``os``) or remote storage (fsspec).
+
+Both give the follower the same small interface: probe the directory, list it (top level),
+stat one entry, read a few bytes of a file, test for a file inside a checkpoint directory, and
+walk a checkpoint directory. Remote listings bypass fsspec's listing caches every time (the
+filesystem is created with ``use_listings_cache=False`` and ``skip_instance_cache=True``, and
+each call invalidates the path first): a stale cache is how followers of object stores freeze.
+"""
+
+from __future__ import annotations
+
+import abc
+import errno
+import logging
+import os
+import posixpath
+import stat as stat_module
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ._tfstate import is_url
+
+__all__ = [
+    "Entry",
+    "FsspecStorage",
+    "LocalStorage",
+    "Storage",
+    "network_filesystem",
+    "open_storage",
+]
+
+logger = logging.getLogger(__name__)
+
+# A walk of one checkpoint directory stops after this many files (a safety bound, not a limit
+# any real checkpoint reaches).
+_WALK_LIMIT = 100_000
+
+_NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs", "nfs4", "cifs", "smb", "smb2", "smb3", "smbfs", "ncpfs", "afs", "9p", "ceph",
+        "glusterfs", "lustre", "gpfs", "beegfs", "panfs", "wekafs", "orangefs", "pvfs2",
+        "davfs", "ocfs2", "gfs2", "virtiofs", "vboxsf", "vmhgfs",
+    }
+)  # fmt: skip
+# FUSE filesystems that only ever show local writes (so inotify sees everything).
+_LOCAL_FUSE = frozenset({"fuse.fuse-overlayfs", "fuse.lxcfs", "fuse.portal", "fuse.gvfsd-fuse"})
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One directory entry. ``size``/``mtime_ns``/``etag`` are None where the listing does not
+    give them; ``error`` is set when the entry cannot be examined (a symlink loop, say)."""
+
+    name: str
+    is_dir: bool
+    size: int | None = None
+    mtime_ns: int | None = None
+    etag: str | None = None
+    error: str | None = None
+
+    @property
+    def signature(self) -> tuple[object, ...]:
+        """Changes when the entry changes (as far as its metadata tells)."""
+        return (self.is_dir, self.size, self.mtime_ns, self.etag, self.error)
+
+
+class Storage(abc.ABC):
+    """A checkpoint directory. ``directory`` is the path as the user gave it."""
+
+    directory: str
+    remote: bool
+    protocol: str
+    atomic_rename: bool  # a directory renamed into place appears complete at once
+
+    @abc.abstractmethod
+    def join(self, name: str) -> str:
+        """The path of ``name`` in the directory, as handed out (TensorFlow's join locally)."""
+
+    @abc.abstractmethod
+    def probe(self) -> bool:
+        """True when the directory exists, False when it does not (yet).
+
+        Raises NotADirectoryError or PermissionError, naming ``checkpoint_dir``, when it exists
+        but is not a directory that can be listed.
+        """
+
+    @abc.abstractmethod
+    def listdir(self) -> dict[str, Entry]:
+        """The top-level entries; FileNotFoundError when the directory is gone."""
+
+    @abc.abstractmethod
+    def stat(self, name: str) -> Entry | None:
+        """The entry ``name`` (following symlinks), None when it does not exist."""
+
+    @abc.abstractmethod
+    def read_at(self, relpath: str, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes at ``offset`` of the file ``relpath`` (``name``, ``name/inner``)."""
+
+    @abc.abstractmethod
+    def read_bytes(self, name: str) -> bytes | None:
+        """The whole (small) file ``name``; None when it does not exist."""
+
+    @abc.abstractmethod
+    def exists(self, relpath: str) -> bool:
+        """Whether ``relpath`` (``name/inner``) exists."""
+
+    @abc.abstractmethod
+    def walk(self, name: str) -> list[Entry]:
+        """The files under directory ``name``, recursively, named relative to the directory
+        (``name/sub/file``)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the storage holds."""
+
+
+def _not_a_directory(path: str) -> NotADirectoryError:
+    return NotADirectoryError(
+        errno.ENOTDIR, f"'checkpoint_dir' must be a directory; got a file: {path!r}", path
+    )
+
+
+def _unreadable(path: str, why: str) -> PermissionError:
+    return PermissionError(
+        errno.EACCES, f"'checkpoint_dir' must be a directory that can be listed; {why}", path
+    )
+
+
+class LocalStorage(Storage):
+    """A directory on a filesystem this machine mounts."""
+
+    remote = False
+    protocol = "file"
+    atomic_rename = True
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def join(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    def probe(self) -> bool:
+        path = self.directory
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            return False
+        except PermissionError:
+            raise _unreadable(path, f"cannot reach {path!r} (permission denied)") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _unreadable(path, f"{path!r} is a symbolic link loop") from None
+            raise
+        if not stat_module.S_ISDIR(info.st_mode):
+            raise _not_a_directory(path)
+        try:
+            with os.scandir(path):
+                pass
+        except PermissionError:
+            raise _unreadable(path, f"cannot list {path!r} (permission denied)") from None
+        return True
+
+    def listdir(self) -> dict[str, Entry]:
+        entries: dict[str, Entry] = {}
+        with os.scandir(self.directory) as scan:
+            for item in scan:
+                try:
+                    entries[item.name] = Entry(item.name, item.is_dir())
+                except OSError as exc:
+                    entries[item.name] = Entry(item.name, False, error=f"{exc.strerror or exc}")
+        return entries
+
+    def stat(self, name: str) -> Entry | None:
+        try:
+            info = os.stat(self.join(name))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return Entry(name, False, error=f"{exc.strerror or exc}")
+        return Entry(name, stat_module.S_ISDIR(info.st_mode), info.st_size, info.st_mtime_ns, None)
+
+    def read_at(self, relpath: str, offset: int, size: int) -> bytes:
+        if size <= 0 or offset < 0:
+            return b""
+        with open(self.join(relpath), "rb") as file:
+            file.seek(offset)
+            return file.read(size)
+
+    def read_bytes(self, name: str) -> bytes | None:
+        try:
+            with open(self.join(name), "rb") as file:
+                return file.read()
+        except FileNotFoundError:
+            return None
+
+    def exists(self, relpath: str) -> bool:
+        return os.path.exists(self.join(relpath))
+
+    def walk(self, name: str) -> list[Entry]:
+        found: list[Entry] = []
+        top = self.join(name)
+        for root, _dirs, files in os.walk(top):
+            rel_root = os.path.relpath(root, self.directory)
+            for file in files:
+                rel = os.path.join(rel_root, file)
+                entry = self.stat(rel)
+                if entry is not None:
+                    found.append(entry)
+                if len(found) >= _WALK_LIMIT:
+                    return found
+        return found
+
+    def __repr__(self) -> str:
+        return f"LocalStorage({self.directory!r})"
+
+
+def _mtime_ns(info: Mapping[str, Any]) -> int | None:
+    for key in ("mtime", "LastModified", "last_modified", "updated", "modified", "created"):
+        value = info.get(key)
+        if isinstance(value, datetime):
+            return int(value.timestamp() * 1e9)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return int(value * 1e9)
+        if isinstance(value, str) and value:
+            try:
+                return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1e9)
+            except ValueError:
+                continue
+    return None
+
+
+class FsspecStorage(Storage):
+    """A directory (prefix) on remote storage, through fsspec."""
+
+    remote = True
+    atomic_rename = False
+
+    def __init__(self, directory: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        try:
+            import fsspec  # the optional extra, imported where it is needed
+        except ImportError as exc:
+            raise ImportError(
+                f"following a remote checkpoint directory ({directory!r}) needs fsspec: "
+                "pip install 'tickwork[remote]' (or 'tickwork[s3]' for s3://)"
+            ) from exc
+        options = dict(storage_options or {})
+        options.setdefault("use_listings_cache", False)
+        options.setdefault("skip_instance_cache", True)
+        self.directory = directory
+        self.fs, path = fsspec.core.url_to_fs(directory, **options)
+        self.root: str = str(path).rstrip("/")
+        protocol = self.fs.protocol
+        self.protocol = protocol[0] if isinstance(protocol, (tuple, list)) else str(protocol)
+
+    def join(self, name: str) -> str:
+        return f"{self.directory.rstrip('/')}/{name}"
+
+    def _full(self, relpath: str) -> str:
+        return self.root + "/" + relpath
+
+    def _entry(self, info: Mapping[str, Any], name: str) -> Entry:
+        etag = info.get("ETag", info.get("etag", info.get("md5Hash")))
+        size = info.get("size")
+        return Entry(
+            name,
+            info.get("type") == "directory",
+            int(size) if isinstance(size, int) else None,
+            _mtime_ns(info),
+            str(etag) if etag is not None else None,
+        )
+
+    def probe(self) -> bool:
+        self.fs.invalidate_cache(self.root)
+        try:
+            info = self.fs.info(self.root)
+        except FileNotFoundError:
+            return False
+        except PermissionError:
+            raise _unreadable(self.directory, f"access to {self.directory!r} denied") from None
+        if info.get("type") != "directory":
+            raise _not_a_directory(self.directory)
+        return True
+
+    def listdir(self) -> dict[str, Entry]:
+        self.fs.invalidate_cache(self.root)
+        entries: dict[str, Entry] = {}
+        for info in self.fs.ls(self.root, detail=True):
+            name = posixpath.basename(str(info["name"]).rstrip("/"))
+            if name and str(info["name"]).rstrip("/") != self.root:
+                entries[name] = self._entry(info, name)
+        return entries
+
+    def stat(self, name: str) -> Entry | None:
+        full = self._full(name)
+        self.fs.invalidate_cache(full)
+        try:
+            return self._entry(self.fs.info(full), name)
+        except FileNotFoundError:
+            return None
+
+    def read_at(self, relpath: str, offset: int, size: int) -> bytes:
+        if size <= 0 or offset < 0:
+            return b""
+        data = self.fs.cat_file(self._full(relpath), start=offset, end=offset + size)
+        return bytes(data)
+
+    def read_bytes(self, name: str) -> bytes | None:
+        try:
+            return bytes(self.fs.cat_file(self._full(name)))
+        except FileNotFoundError:
+            return None
+
+    def exists(self, relpath: str) -> bool:
+        full = self._full(relpath)
+        self.fs.invalidate_cache(full)
+        return bool(self.fs.exists(full))
+
+    def walk(self, name: str) -> list[Entry]:
+        full = self._full(name)
+        self.fs.invalidate_cache(full)
+        found = self.fs.find(full, detail=True)
+        entries = []
+        for path, info in sorted(found.items()):
+            rel = name + "/" + str(path)[len(full) :].lstrip("/")
+            entries.append(self._entry(info, rel))
+            if len(entries) >= _WALK_LIMIT:
+                break
+        return entries
+
+    def __repr__(self) -> str:
+        return f"FsspecStorage({self.directory!r})"
+
+
+def open_storage(checkpoint_dir: str, storage_options: Mapping[str, Any] | None = None) -> Storage:
+    """Local storage for plain paths and ``file://`` URLs, fsspec for every other URL."""
+    if is_url(checkpoint_dir):
+        if checkpoint_dir.startswith("file://"):
+            if storage_options:
+                raise ValueError(
+                    "'storage_options' applies to remote directories only; got "
+                    f"{dict(storage_options)!r} for {checkpoint_dir!r}"
+                )
+            return LocalStorage(checkpoint_dir[len("file://") :])
+        return FsspecStorage(checkpoint_dir, storage_options)
+    if storage_options:
+        raise ValueError(
+            "'storage_options' applies to remote directories (s3://, gs://, ...) only; got "
+            f"{dict(storage_options)!r} for the local path {checkpoint_dir!r}"
+        )
+    return LocalStorage(checkpoint_dir)
+
+
+def _unescape_mount(field: str) -> str:
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n")
+
+
+def network_filesystem(path: str, mountinfo: str | None = None) -> str | None:
+    """The filesystem type when ``path`` lies on a network filesystem (where inotify does not see
+    other machines' writes), else None. Linux only (reads ``/proc/self/mountinfo``); None
+    elsewhere. ``mountinfo`` may be given as text (for tests)."""
+    if mountinfo is None:
+        try:
+            with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as file:
+                mountinfo = file.read()
+        except OSError:
+            return None
+    real = os.path.realpath(path)  # resolves the part that exists; a missing rest is kept
+    best_point, best_type = "", ""
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if not sep or len(fields) < 5 or not tail:
+            continue
+        point = _unescape_mount(fields[4])
+        inside = real == point or real.startswith(point.rstrip("/") + "/") or point == "/"
+        if inside and len(point) >= len(best_point):
+            best_point, best_type = point, tail[0]
+    if best_type in _NETWORK_FILESYSTEMS:
+        return best_type
+    if best_type.startswith("fuse.") and best_type not in _LOCAL_FUSE:
+        return best_type
+    return None

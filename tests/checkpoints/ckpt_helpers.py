@@ -1,0 +1,168 @@
+"""Helpers for the checkpoint-following tests: a scripted in-memory storage and builders of
+checkpoint files."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zipfile
+from collections import Counter
+
+from tickwork._checkpoints._storage import Entry, Storage
+
+
+class MemoryStorage(Storage):
+    """A checkpoint directory held in memory, with every call counted.
+
+    ``files`` maps relative paths (``name`` or ``name/inner``) to bytes; ``dirs`` holds directory
+    paths. ``exists_dir`` False means the checkpoint directory itself does not exist yet.
+    """
+
+    def __init__(self, *, remote: bool = False, protocol: str = "file") -> None:
+        self.directory = "mem://run" if remote else "/mem/run"
+        self.remote = remote
+        self.protocol = protocol
+        self.atomic_rename = not remote
+        self.files: dict[str, bytes] = {}
+        self.dirs: set[str] = set()
+        self.loops: set[str] = set()
+        self.exists_dir = True
+        self.is_file = False
+        self.calls: Counter[str] = Counter()
+        self.mtimes: dict[str, int] = {}
+        self._tick = 0
+
+    # -- scripting --------------------------------------------------------------------------------
+
+    def write(self, path: str, data: bytes) -> None:
+        parent = path.rpartition("/")[0]
+        while parent:
+            self.dirs.add(parent)
+            parent = parent.rpartition("/")[0]
+        self.files[path] = data
+        self._tick += 1
+        self.mtimes[path] = self._tick
+
+    def mkdir(self, path: str) -> None:
+        self.dirs.add(path)
+        self._tick += 1
+        self.mtimes[path] = self._tick
+
+    def remove(self, name: str) -> None:
+        for path in [p for p in self.files if p == name or p.startswith(name + "/")]:
+            del self.files[path]
+        for path in [p for p in self.dirs if p == name or p.startswith(name + "/")]:
+            self.dirs.discard(path)
+
+    def rename(self, old: str, new: str) -> None:
+        for path in [p for p in self.files if p == old or p.startswith(old + "/")]:
+            self.files[new + path[len(old) :]] = self.files.pop(path)
+        for path in [p for p in self.dirs if p == old or p.startswith(old + "/")]:
+            self.dirs.discard(path)
+            self.dirs.add(new + path[len(old) :])
+
+    # -- Storage ----------------------------------------------------------------------------------
+
+    def join(self, name: str) -> str:
+        return f"{self.directory}/{name}"
+
+    def probe(self) -> bool:
+        self.calls["probe"] += 1
+        if self.is_file:
+            raise NotADirectoryError(f"'checkpoint_dir' must be a directory; got a file: {self}")
+        return self.exists_dir
+
+    def listdir(self) -> dict[str, Entry]:
+        self.calls["listdir"] += 1
+        if not self.exists_dir:
+            raise FileNotFoundError(self.directory)
+        names: dict[str, Entry] = {}
+        for path in self.files:
+            if "/" not in path:
+                names[path] = self._entry(path)
+        for path in self.dirs:
+            if "/" not in path:
+                names[path] = self._entry(path)
+        for name in self.loops:
+            names[name] = Entry(name, False, error="Too many levels of symbolic links")
+        return names
+
+    def _entry(self, path: str) -> Entry:
+        if path in self.dirs:
+            return Entry(path, True, 0, self.mtimes.get(path))
+        data = self.files[path]
+        return Entry(path, False, len(data), self.mtimes.get(path), etag=str(hash(data)))
+
+    def stat(self, name: str) -> Entry | None:
+        self.calls["stat"] += 1
+        if name in self.loops:
+            return Entry(name, False, error="Too many levels of symbolic links")
+        if name in self.files or name in self.dirs:
+            return self._entry(name)
+        return None
+
+    def read_at(self, relpath: str, offset: int, size: int) -> bytes:
+        self.calls["read_at"] += 1
+        if relpath not in self.files:
+            raise FileNotFoundError(relpath)
+        return self.files[relpath][offset : offset + size]
+
+    def read_bytes(self, name: str) -> bytes | None:
+        self.calls["read_bytes"] += 1
+        return self.files.get(name)
+
+    def exists(self, relpath: str) -> bool:
+        self.calls["exists"] += 1
+        return relpath in self.files or relpath in self.dirs
+
+    def walk(self, name: str) -> list[Entry]:
+        self.calls["walk"] += 1
+        return [self._entry(p) for p in sorted(self.files) if p.startswith(name + "/")]
+
+    def __repr__(self) -> str:
+        return f"MemoryStorage({self.directory!r})"
+
+
+# -- checkpoint file builders ---------------------------------------------------------------------
+
+
+def zip_bytes(entries: int = 3, payload: int = 256, comment: bytes = b"") -> bytes:
+    """A complete zip archive (what torch.save and Keras write)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for i in range(entries):
+            archive.writestr(f"archive/data/{i}", bytes(range(256)) * (payload // 256 + 1))
+        archive.comment = comment
+    return buffer.getvalue()
+
+
+def safetensors_bytes(tensors: int = 2, size: int = 64) -> bytes:
+    """A complete safetensors file of float32 zeros."""
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for i in range(tensors):
+        header[f"t{i}"] = {
+            "dtype": "F32",
+            "shape": [size],
+            "data_offsets": [offset, offset + 4 * size],
+        }
+        offset += 4 * size
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + b"\x00" * offset
+
+
+def tf_state(model: str, *paths: str) -> bytes:
+    """A TensorFlow ``checkpoint`` state file."""
+    lines = [f'model_checkpoint_path: "{model}"']
+    lines += [f'all_model_checkpoint_paths: "{p}"' for p in (paths or (model,))]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def write_tf(storage: MemoryStorage, step: int, *, shards: int = 1, name: str = "ckpt") -> str:
+    """The files of TensorFlow checkpoint ``<name>-<step>`` (state file not touched)."""
+    prefix = f"{name}-{step}"
+    for i in range(shards):
+        storage.write(f"{prefix}.data-{i:05d}-of-{shards:05d}", b"data")
+    storage.write(f"{prefix}.index", b"index")
+    return prefix
