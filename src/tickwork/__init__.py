@@ -9,6 +9,15 @@ Checkpoint following for every framework (:func:`checkpoints_iterator`,
 TensorFlow's API, event-driven, never early, never missing a checkpoint when asked.
 """
 
+from ._checkpoints._api import CheckpointIterator as CheckpointIterator
+from ._checkpoints._api import checkpoints_iterator as checkpoints_iterator
+from ._checkpoints._api import latest_checkpoint as latest_checkpoint
+from ._checkpoints._api import wait_for_new_checkpoint as wait_for_new_checkpoint
+from ._checkpoints._checkpoint import Checkpoint as Checkpoint
+from ._checkpoints._checkpoint import FollowerStats as FollowerStats
+from ._checkpoints._follower import CheckpointFollower as CheckpointFollower
+from ._checkpoints._layouts import CheckpointPattern as CheckpointPattern
+from ._checkpoints._layouts import Layout as Layout
 from ._clock import Clock as Clock
 from ._clock import MonotonicClock as MonotonicClock
 from ._clock import Waitable as Waitable
@@ -22,23 +31,17 @@ from ._timed_thread import OnError as OnError
 from ._timed_thread import TimedThread as TimedThread
 from ._timed_thread import every as every
 
-# isort: split
-# Checkpoint following (issue 3).
-from ._checkpoints._api import CheckpointIterator as CheckpointIterator
-from ._checkpoints._api import checkpoints_iterator as checkpoints_iterator
-from ._checkpoints._api import latest_checkpoint as latest_checkpoint
-from ._checkpoints._api import wait_for_new_checkpoint as wait_for_new_checkpoint
-from ._checkpoints._checkpoint import Checkpoint as Checkpoint
-from ._checkpoints._checkpoint import FollowerStats as FollowerStats
-from ._checkpoints._follower import CheckpointFollower as CheckpointFollower
-from ._checkpoints._layouts import CheckpointPattern as CheckpointPattern
-from ._checkpoints._layouts import Layout as Layout
-
 __version__ = "0.1.0"
 
 __all__ = [
+    "Checkpoint",
+    "CheckpointFollower",
+    "CheckpointIterator",
+    "CheckpointPattern",
     "Clock",
     "Coordinator",
+    "FollowerStats",
+    "Layout",
     "LooperThread",
     "MonotonicClock",
     "OnError",
@@ -47,19 +50,9 @@ __all__ = [
     "TickStats",
     "TimedThread",
     "Waitable",
-    "every",
-    "stop_on_signals",
-]
-
-# Checkpoint following (issue 3).
-__all__ += [
-    "Checkpoint",
-    "CheckpointFollower",
-    "CheckpointIterator",
-    "CheckpointPattern",
-    "FollowerStats",
-    "Layout",
     "checkpoints_iterator",
+    "every",
     "latest_checkpoint",
+    "stop_on_signals",
     "wait_for_new_checkpoint",
 ]
