@@ -147,9 +147,19 @@ def test_skip_lateness_is_under_one_interval(
 
 @given(intervals, durations, st.lists(st.floats(min_value=0.0, max_value=30.0), max_size=40))
 def test_skip_never_bursts(interval: float, ds: list[float], delays: list[float]) -> None:
-    """Under SKIP each call starts inside its own grid cell [due(k), due(k+1)), so no two calls
-    ever start in the same cell: there is never a burst of catch-up calls."""
+    """Under SKIP each call starts inside its own slot's grid cell [due(k), due(k+1)) and slot
+    numbers increase, so no two calls ever start in the same cell: there is never a burst."""
     delays = (delays + [0.0] * len(ds))[: len(ds)]
     calls = run(Overrun.SKIP, interval, ds, delays)
-    cells = [math.floor((start - 100.0) / interval + 1e-9) for _, start in calls]
-    assert all(b > a for a, b in itertools.pairwise(cells))
+    for slot, start in calls:
+        assert slot.anchor + slot.number * interval <= start
+        assert start < slot.anchor + (slot.number + 1) * interval
+    numbers = [slot.number for slot, _ in calls]
+    assert all(b > a for a, b in itertools.pairwise(numbers))
+
+
+def test_a_wake_at_exactly_the_next_due_time_takes_that_slot() -> None:
+    """Found by hypothesis: a call waking exactly one interval late (0.1 s in floating point)
+    must run in the next slot, not in its own and then again in the next at the same instant."""
+    calls = run(Overrun.SKIP, 0.1, [0.0, 0.0], [0.1, 0.0])
+    assert [(s.number, s.missed) for s, _ in calls] == [(1, 1), (2, 0)]

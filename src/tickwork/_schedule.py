@@ -95,7 +95,9 @@ def claim(planned: Slot, interval: float, now: float, policy: Overrun) -> Slot:
     the call as the most recent due slot (the ones between are missed) and SHIFT moves the grid so
     that this call is on it; CATCH_UP keeps the planned slot and catches up afterwards.
     """
-    if now - planned.due < interval or policy is Overrun.CATCH_UP:
+    # Compare with the grid's own arithmetic (not now - due < interval), so that a call at
+    # exactly due(k + 1) is never also counted in slot k: that would be two calls in one cell.
+    if policy is Overrun.CATCH_UP or now < _due(planned.anchor, interval, planned.number + 1):
         return planned
     if policy is Overrun.SKIP:
         latest = _last_index_at_or_before(planned.anchor, interval, now)
