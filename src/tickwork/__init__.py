@@ -34,3 +34,12 @@ __all__ = [
     "every",
     "stop_on_signals",
 ]
+
+# Steps-per-execution tuning (issue 4).
+from ._tuning._history import TuningHistory as TuningHistory
+from ._tuning._history import TuningRecord as TuningRecord
+from ._tuning._spe import StepsPerExecution as StepsPerExecution
+from ._tuning._tuner import StepsPerExecutionTuner as StepsPerExecutionTuner
+
+__all__ += ["StepsPerExecution", "StepsPerExecutionTuner", "TuningHistory", "TuningRecord"]
+__all__.sort()
