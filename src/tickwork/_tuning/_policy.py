@@ -107,6 +107,7 @@ class PolicyConfig:
     max_windows: int = 12
     max_error: float = 0.03
     shift_estimates: int = 3
+    recheck_windows: int = 24
     climb: int = 4
     max_jump: int = 16
 
@@ -165,9 +166,7 @@ def _allowed(config: PolicyConfig, ceiling: int | None) -> Sequence[int]:
 def _search(
     state: PolicyState, estimate: Estimate, config: PolicyConfig, ceiling: int | None
 ) -> tuple[PolicyState, Decision]:
-    measured = tuple(
-        sorted((*(e for e in state.measured if e.spe != estimate.spe), estimate), key=_spe_key)
-    )
+    measured = _merge(state.measured, estimate)
     rates = {e.spe: e.throughput for e in measured}
     here = f"spe {estimate.spe}: {estimate.throughput:.0f} steps/s"
     probe = next_probe(rates, _allowed(config, ceiling), config.search, state.compiled)
@@ -224,24 +223,26 @@ _KEPT_RATES = 64
 
 def _robust_choice(
     rates: dict[int, float], errors: dict[int, float], current: int, tolerance: float
-) -> int:
+) -> tuple[int, int | None]:
     """:func:`choose`, but ``current`` is kept unless the choice moves whichever way its noise went.
 
     The current value's throughput is taken one standard error (its own and the best other's,
     combined) above and below its estimate; only if both give the same other choice is it taken.
-    This keeps near-equal values from taking turns on noise.
+    This keeps near-equal values from taking turns on noise. Returns the choice and, when the
+    noise leaves it open, the rival that the other side of the noise would choose.
     """
     if current not in rates:
-        return choose(rates, tolerance)
+        return choose(rates, tolerance), None
     others = [spe for spe in rates if spe != current]
     if not others:
-        return current
-    rival = max(others, key=lambda spe: rates[spe])
-    spread = math.hypot(_finite(errors.get(current)), _finite(errors.get(rival)))
-    high = {**rates, current: rates[current] * (1 + spread)}
-    low = {**rates, current: rates[current] * (1 - spread)}
-    a, b = choose(high, tolerance), choose(low, tolerance)
-    return a if a == b else current
+        return current, None
+    best_other = max(others, key=lambda spe: rates[spe])
+    spread = math.hypot(_finite(errors.get(current)), _finite(errors.get(best_other)))
+    high = choose({**rates, current: rates[current] * (1 + spread)}, tolerance)
+    low = choose({**rates, current: rates[current] * (1 - spread)}, tolerance)
+    if high == low:
+        return high, None
+    return current, (low if high == current else high)
 
 
 def _finite(error: float | None) -> float:
@@ -268,7 +269,8 @@ def _check(
         measured = _merge(state.measured, estimate)
         rates = {e.spe: e.throughput for e in measured}
         errors = {e.spe: e.relative_error for e in measured}
-        chosen = _robust_choice(_within(rates, ceiling), errors, state.spe, config.tolerance)
+        windows = {e.spe: e.windows for e in measured}
+        chosen, rival = _robust_choice(_within(rates, ceiling), errors, state.spe, config.tolerance)
         if chosen != state.spe:
             decided = replace(
                 state, spe=chosen, measured=measured, pending=None, reference=rates[chosen], off=0
@@ -279,6 +281,18 @@ def _check(
                 f"{config.tolerance:.0%} of the best: moving there"
             )
             return decided, Decision(Action.SETTLE, chosen, why, estimate.throughput)
+        recheck = min(windows[state.spe] // 2, config.recheck_windows)
+        if rival is not None and windows[rival] < recheck:
+            # The choice between the two is within the noise, and the rival was measured on
+            # less evidence (and longer ago): measure it again rather than trust it or ignore it.
+            decided = replace(
+                state, spe=rival, settled=False, measured=measured, pending=None, off=0
+            )
+            why = (
+                f"{here}; {state.spe} or {rival} ({rates[rival]:.0f} steps/s, "
+                f"{windows[rival]} windows) is within the noise: measure {rival} again"
+            )
+            return decided, Decision(Action.PROBE, rival, why, estimate.throughput)
         decided = replace(state, measured=measured, pending=None, reference=rates[state.spe], off=0)
         return decided, Decision(Action.STAY, state.spe, here, estimate.throughput)
     off = state.off + 1

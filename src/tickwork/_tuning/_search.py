@@ -14,10 +14,11 @@ The search, given the throughput measured at some candidates:
    (fitted to the three largest values measured) predicts to be within ``tolerance / 2`` of the
    plateau, at least the next candidate and at most ``max_jump`` times further; without a model
    (one point), ``climb`` times further. The climb ends when the model says the plateau is reached,
-   or the last step up gained less than ``tolerance / 2``.
-2. *Find the peak*: if a value above the best is clearly worse (by more than ``tolerance``),
-   the curve peaks; probe the candidates between the best and its measured neighbours (above
-   first, then below), geometric middle first, until both neighbours are adjacent.
+   or the last step up gained less than ``tolerance / 2``; a step that flat across unmeasured
+   candidates gets one probe in its middle, where a peak could hide.
+2. *Find the peak*: if a value above the best measures lower, the curve peaks (the model's
+   only rises); probe the candidates between the best and its measured neighbours (above first,
+   then below), geometric middle first, until both neighbours are adjacent.
 3. *Find the smallest good value*: the smallest value measured within ``tolerance`` of the best
    is the answer unless unmeasured candidates lie between it and the next smaller measured value
    (which is not good enough); probe them, geometric middle first (a quarter of it when nothing
@@ -90,7 +91,7 @@ def _pick(options: Sequence[int], target: float, compiled: Collection[int]) -> i
         distance = abs(math.log2(option / target))
         if option in compiled:
             distance -= COMPILED_BONUS_OCTAVES
-        return (distance, option)
+        return (round(distance, 9), option)  # rounding lets exact ties go low
 
     return min(options, key=cost)
 
@@ -158,11 +159,21 @@ def next_probe(
         climb = _climb(measured, above, config, compiled)
         if climb is not None:
             return climb
-    # 2. A clearly worse value above the best: the curve peaks, and the peak may lie on either
-    #    side of the best, between it and its measured neighbours.
+    if best == top and len(ordered) >= 2:
+        # Flat across a wide step: the model says a curve that flat has peaked, or plateaued, in
+        # between; one probe in the middle tells which.
+        previous = ordered[-2]
+        if measured[top] < (1 + config.tolerance / 2) * measured[previous]:
+            gap = [spe for spe in allowed if previous < spe < top and spe not in measured]
+            if gap:
+                probe = _pick(gap, math.sqrt(previous * top), compiled)
+                return probe, f"flat from {previous} to {top}: look for a peak between"
+    # 2. A value above the best measures lower: the curve is not the model's (which only rises),
+    #    it peaks, and the peak may lie on either side of the best, between it and its measured
+    #    neighbours.
     threshold = (1 - config.tolerance) * measured[best]
     upper = next((spe for spe in ordered if spe > best), None)
-    if upper is not None and measured[upper] < threshold:
+    if upper is not None:
         lower = max((spe for spe in ordered if spe < best), default=None)
         for low, high in ((best, upper), (lower, best)):
             if low is None:
