@@ -84,6 +84,7 @@ class TuningCore:
         the tuner left; starts a new search otherwise. Returns a value to assign, or None.
         """
         state = self._state
+        unknown = current is None
         if current is None:
             current = self._assigned if self._assigned is not None else self.config.candidates[0]
         value = self.bounded(current, ceiling)
@@ -96,7 +97,7 @@ class TuningCore:
             why = "new search"
         self._maker.begin(now, count, value)
         self._clamped = False
-        assign = value if value != current else None
+        assign = value if value != current or unknown else None
         self._assigned = value
         if assign is not None:
             why += f"; {current} is outside the bounds"

@@ -174,7 +174,7 @@ def _search(
         spe, why = probe
         decided = replace(state, spe=spe, measured=measured, pending=None)
         return decided, Decision(Action.PROBE, spe, f"{here}; {why}", estimate.throughput)
-    chosen = choose(_within(rates, ceiling), config.tolerance)
+    chosen = choose(rates, config.tolerance)
     settled = replace(
         state,
         spe=chosen,
@@ -193,13 +193,6 @@ def _search(
 
 def _spe_key(estimate: Estimate) -> int:
     return estimate.spe
-
-
-def _within(rates: dict[int, float], ceiling: int | None) -> dict[int, float]:
-    """The measurements at or below the ceiling (all of them when none is)."""
-    if ceiling is None:
-        return rates
-    return {spe: rate for spe, rate in rates.items() if spe <= ceiling} or rates
 
 
 def _merge(measured: tuple[Estimate, ...], estimate: Estimate) -> tuple[Estimate, ...]:
@@ -270,7 +263,7 @@ def _check(
         rates = {e.spe: e.throughput for e in measured}
         errors = {e.spe: e.relative_error for e in measured}
         windows = {e.spe: e.windows for e in measured}
-        chosen, rival = _robust_choice(_within(rates, ceiling), errors, state.spe, config.tolerance)
+        chosen, rival = _robust_choice(rates, errors, state.spe, config.tolerance)
         if chosen != state.spe:
             decided = replace(
                 state, spe=chosen, measured=measured, pending=None, reference=rates[chosen], off=0
@@ -311,9 +304,11 @@ def step(
 ) -> tuple[PolicyState, Decision]:
     """Take one measurement window into account.
 
-    ``ceiling`` is the largest spe allowed right now (the caller's ``max_spe``), or None. The
-    decision's ``spe`` is what the policy wants from now on; the caller assigns it (bounded by the
-    ceiling).
+    ``ceiling`` is the largest spe allowed right now (the caller's ``max_spe``), or None: a search
+    only probes values up to it. The choice among measured values ignores it (a ceiling such as
+    the steps left in an epoch is often temporary), so the decision's ``spe`` is what the policy
+    wants; the caller assigns it bounded by the ceiling, and windows at a clamped value are not
+    evidence for it.
     """
     compiled = state.compiled if window.spe in state.compiled else state.compiled | {window.spe}
     state = replace(state, compiled=compiled)

@@ -247,7 +247,8 @@ class StepsPerExecutionTuner:
         return thread
 
     def stop(self, timeout: float | None = None) -> bool:
-        """Stop tuning. No assignment happens once this returns.
+        """Stop tuning. No assignment happens once this returns, even if the thread is still
+        finishing a read of the counter.
 
         Waits (at most ``timeout`` seconds, if given) for the thread to end; returns True when it
         has. Called from the tuner's own thread it does not wait.
@@ -310,12 +311,14 @@ class StepsPerExecutionTuner:
         return max(1, _to_int(value, "'max_spe()'"))
 
     def _tick(self) -> None:
+        # The caller's code (max_spe, the counter) runs outside the lock, so that stop() never
+        # waits on it; what follows under the lock is short, and checks for a stop first.
         ceiling = self._ceiling()
+        count = self._counter()
+        now = self._clock.now()
         with self._lock:
             if self._stopping:
                 return
-            count = self._counter()
-            now = self._clock.now()
             observed = read_spe(self._target)
             value = self._core.tick(now, count, ceiling, observed)
             if value is not None:
