@@ -107,7 +107,7 @@ class PolicyConfig:
     max_windows: int = 12
     max_error: float = 0.03
     shift_estimates: int = 3
-    recheck_windows: int = 24
+    recheck_windows: int = 16
     climb: int = 4
     max_jump: int = 16
 
@@ -123,11 +123,13 @@ class PolicyState:
     ``measured`` holds this search's estimates, by increasing spe; ``pending`` the evidence being
     gathered at ``spe``; ``reference`` the throughput the settled value had when chosen; ``off``
     how many estimates in a row were off it by more than ``change_threshold``; ``compiled`` every
-    spe ever measured (a runner has a program for each).
+    spe ever measured (a runner has a program for each); ``rechecking`` that the value being
+    measured is a settled choice's rival, measured again to decide between the two.
     """
 
     spe: int
     settled: bool = False
+    rechecking: bool = False
     measured: tuple[Estimate, ...] = ()
     pending: Estimate | None = None
     reference: float | None = None
@@ -169,24 +171,39 @@ def _search(
     measured = _merge(state.measured, estimate)
     rates = {e.spe: e.throughput for e in measured}
     here = f"spe {estimate.spe}: {estimate.throughput:.0f} steps/s"
-    probe = next_probe(rates, _allowed(config, ceiling), config.search, state.compiled)
+    noise = {e.spe: _finite(e.relative_error) for e in measured}
+    probe = next_probe(rates, _allowed(config, ceiling), config.search, state.compiled, noise)
     if probe is not None:
         spe, why = probe
         decided = replace(state, spe=spe, measured=measured, pending=None)
         return decided, Decision(Action.PROBE, spe, f"{here}; {why}", estimate.throughput)
+    return _settle(state, measured, estimate, config, "")
+
+
+def _settle(
+    state: PolicyState,
+    measured: tuple[Estimate, ...],
+    estimate: Estimate,
+    config: PolicyConfig,
+    prefix: str,
+) -> tuple[PolicyState, Decision]:
+    """End a search (or a re-check): the smallest value within tolerance of the best."""
+    rates = {e.spe: e.throughput for e in measured}
     chosen = choose(rates, config.tolerance)
     settled = replace(
         state,
         spe=chosen,
         settled=True,
+        rechecking=False,
         measured=measured,
         pending=None,
         reference=rates[chosen],
         off=0,
     )
     why = (
-        f"{here}; settle on {chosen} ({rates[chosen]:.0f} steps/s), the smallest within "
-        f"{config.tolerance:.0%} of the best of {len(rates)} measured"
+        f"{prefix}spe {estimate.spe}: {estimate.throughput:.0f} steps/s; settle on {chosen} "
+        f"({rates[chosen]:.0f} steps/s), the smallest within {config.tolerance:.0%} of the best "
+        f"of {len(rates)} measured"
     )
     return settled, Decision(Action.SETTLE, chosen, why, estimate.throughput)
 
@@ -279,7 +296,13 @@ def _check(
             # The choice between the two is within the noise, and the rival was measured on
             # less evidence (and longer ago): measure it again rather than trust it or ignore it.
             decided = replace(
-                state, spe=rival, settled=False, measured=measured, pending=None, off=0
+                state,
+                spe=rival,
+                settled=False,
+                rechecking=True,
+                measured=measured,
+                pending=None,
+                off=0,
             )
             why = (
                 f"{here}; {state.spe} or {rival} ({rates[rival]:.0f} steps/s, "
@@ -326,4 +349,7 @@ def step(
         return replace(state, pending=pending), Decision(Action.MEASURE, state.spe, missing)
     if state.settled:
         return _check(state, pending, config, ceiling)
+    if state.rechecking:
+        measured = _merge(state.measured, pending)
+        return _settle(state, measured, pending, config, "re-checked ")
     return _search(state, pending, config, ceiling)

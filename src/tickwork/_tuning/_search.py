@@ -14,8 +14,9 @@ The search, given the throughput measured at some candidates:
    (fitted to the three largest values measured) predicts to be within ``tolerance / 2`` of the
    plateau, at least the next candidate and at most ``max_jump`` times further; without a model
    (one point), ``climb`` times further. The climb ends when the model says the plateau is reached,
-   or the last step up gained less than ``tolerance / 2``; a step that flat across unmeasured
-   candidates gets one probe in its middle, where a peak could hide.
+   or the last step up gained less than ``tolerance / 2`` plus the noise of the two measurements;
+   a step that flat across unmeasured candidates gets a probe in its middle, where a peak could
+   hide.
 2. *Find the peak*: if a value above the best measures lower, the curve peaks (the model's
    only rises); probe the candidates between the best and its measured neighbours (above first,
    then below), geometric middle first, until both neighbours are adjacent.
@@ -111,11 +112,6 @@ def _climb(
     top = ordered[-1]
     rate = measured[top]
     half = config.tolerance / 2
-    if len(ordered) >= 2:
-        previous = ordered[-2]
-        gain = rate / measured[previous] - 1
-        if gain < half:
-            return None  # flat: the last step up gained too little to go on
     fit = fit_overhead({spe: measured[spe] for spe in ordered[-3:]})
     if fit is None:
         target = float(top * config.climb)
@@ -142,32 +138,40 @@ def next_probe(
     allowed: Sequence[int],
     config: SearchConfig,
     compiled: Collection[int] = (),
+    noise: Mapping[int, float] | None = None,
 ) -> tuple[int, str] | None:
     """The next spe to measure and why, or None when the search is over.
 
     ``measured`` maps each spe measured in this search to its throughput (it must not be empty);
-    ``allowed`` is the increasing sequence of values the search may probe now.
+    ``allowed`` is the increasing sequence of values the search may probe now; ``noise`` the
+    relative standard error of each measurement, where known: a climb goes on only on a gain
+    larger than the noise.
     """
     if not measured:
         raise ValueError("'measured' must hold at least one throughput; got none")
     ordered = sorted(measured)
     best = _best(measured)
     top = ordered[-1]
-    # 1. Climb while the largest value measured is the best.
+    # 1. Climb while the largest value measured is the best, and clearly better than the one
+    #    below it (by half the tolerance, plus the noise of both).
+    flat = False
+    if len(ordered) >= 2:
+        previous = ordered[-2]
+        known = noise or {}
+        spread = math.hypot(known.get(top, 0.0), known.get(previous, 0.0))
+        flat = measured[top] < (1 + config.tolerance / 2 + spread) * measured[previous]
     above = [spe for spe in allowed if spe > top]
-    if best == top and above:
+    if best == top and above and not flat:
         climb = _climb(measured, above, config, compiled)
         if climb is not None:
             return climb
-    if best == top and len(ordered) >= 2:
-        # Flat across a wide step: the model says a curve that flat has peaked, or plateaued, in
-        # between; one probe in the middle tells which.
-        previous = ordered[-2]
-        if measured[top] < (1 + config.tolerance / 2) * measured[previous]:
-            gap = [spe for spe in allowed if previous < spe < top and spe not in measured]
-            if gap:
-                probe = _pick(gap, math.sqrt(previous * top), compiled)
-                return probe, f"flat from {previous} to {top}: look for a peak between"
+    if best == top and flat:
+        # Flat across a wide step: a curve that flat has peaked, or plateaued, in between; a
+        # probe in the middle tells which.
+        gap = [spe for spe in allowed if previous < spe < top and spe not in measured]
+        if gap:
+            probe = _pick(gap, math.sqrt(previous * top), compiled)
+            return probe, f"flat from {previous} to {top}: look for a peak between"
     # 2. A value above the best measures lower: the curve is not the model's (which only rises),
     #    it peaks, and the peak may lie on either side of the best, between it and its measured
     #    neighbours.
