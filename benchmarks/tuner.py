@@ -4,6 +4,7 @@ Run from the repository root in the bench venv (make bench-venv):
 
     .bench-venv/bin/python -m benchmarks.tuner            # about 5 minutes
     .bench-venv/bin/python -m benchmarks.tuner --quick    # about 2 minutes, 20 s tuner runs
+    .bench-venv/bin/python -m benchmarks.tuner --repeats 2 --append   # each tuner twice
 
 The workload is the seed's custom training loop (tf_keras's StepsPerExecutionTuner docs): a
 Dense 64-64-10 Keras model, SGD, batch 64, MNIST-shaped random data, a tf.Variable holding
@@ -229,6 +230,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="tuner run length (default 60)")
     parser.add_argument("--fixed-seconds", type=float, help="per fixed value and round (3)")
     parser.add_argument("--rounds", type=int, help="rounds over the fixed values (default 2)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each tuner (default 1)")
     parser.add_argument("--append", action="store_true", help="append to benchmarks/RESULTS.md")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
@@ -253,10 +255,11 @@ def main() -> None:
     before = max(1, rounds // 2)
     after = rounds - before
     sweeps = [run_child(["--child=fixed", *passed, f"--rounds={before}"], timeout=600)]
-    traces = {}
-    for which in TUNERS:
-        traces[which] = run_child([f"--child={which}", *passed], timeout=seconds + 300)
-        print(which, "done", flush=True)
+    runs: dict[str, list[dict[str, Any]]] = {which: [] for which in TUNERS}
+    for repeat in range(args.repeats):
+        for which in TUNERS:
+            runs[which].append(run_child([f"--child={which}", *passed], timeout=seconds + 300))
+            print(which, "run", repeat + 1, "done", flush=True)
     if after:
         more = ["--child=fixed", *passed, f"--rounds={after}", f"--offset={before}"]
         sweeps.append(run_child(more, timeout=600))
@@ -268,10 +271,13 @@ def main() -> None:
     best_spe = max(means, key=lambda k: means[k])
     best = means[best_spe]
     print("fixed spe:", {k: round(v) for k, v in means.items()}, flush=True)
-    results = {}
+    results = {which: [analyse(r["trace"], best, seconds) for r in runs[which]] for which in TUNERS}
     for which in TUNERS:
-        results[which] = (analyse(traces[which]["trace"], best, seconds), traces[which])
-        print(which, results[which][0], flush=True)
+        print(which, results[which], flush=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    with open(OUT / "tuner_traces.json", "w", encoding="utf-8") as handle:
+        traces = {k: [r["trace"] for r in v] for k, v in runs.items()}
+        json.dump({"fixed": means, "traces": traces}, handle)
     elapsed = time.monotonic() - started
 
     lines = [
@@ -299,23 +305,25 @@ def main() -> None:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for which, label in TUNERS.items():
-        m = results[which][0]
-        lines.append(
-            f"| {label} | {fmt_time(m['t90'], seconds)} | {fmt_time(m['t95'], seconds)} "
-            f"| {m['mean_fraction']:.2f} | {m['final_spe']} | {m['changes']} "
-            f"| {', '.join(map(str, m['values']))} |"
-        )
-    decisions = results["tickwork_default"][1].get("decisions", [])
-    lines += [
-        "",
-        "tickwork's decisions (time s, what, spe before, after): "
-        + "; ".join(f"{t} {what} {a}->{b}" for t, what, a, b in decisions[:24])
-        + (" ..." if len(decisions) > 24 else ""),
-        "",
-    ]
+        for number, m in enumerate(results[which], start=1):
+            run = f" (run {number})" if args.repeats > 1 else ""
+            lines.append(
+                f"| {label}{run} | {fmt_time(m['t90'], seconds)} | {fmt_time(m['t95'], seconds)} "
+                f"| {m['mean_fraction']:.2f} | {m['final_spe']} | {m['changes']} "
+                f"| {', '.join(map(str, m['values']))} |"
+            )
+    for number, run_result in enumerate(runs["tickwork_default"], start=1):
+        decisions = run_result.get("decisions", [])
+        lines += [
+            "",
+            f"tickwork's decisions, run {number} (time s, what, spe before, after): "
+            + "; ".join(f"{t} {what} {a}->{b}" for t, what, a, b in decisions[:30])
+            + (" ..." if len(decisions) > 30 else ""),
+        ]
+    lines.append("")
     section = "\n".join(lines)
     print(section)
-    plot = results["tickwork_default"][1].get("plot")
+    plot = runs["tickwork_default"][-1].get("plot")
     if plot:
         print(f"history plot: {plot}")
     if args.append:
