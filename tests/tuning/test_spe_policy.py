@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 
 import pytest
 
@@ -83,6 +84,16 @@ class TestEvidence:
         assert [d.action for d in decisions[:7]] == [Action.MEASURE] * 7
         assert "noise" in decisions[5].reason
         assert decisions[7].action is Action.PROBE
+
+    def test_a_disastrous_probe_is_left_after_two_windows(self) -> None:
+        """A probe at 512 that runs at 15 steps/s (best so far 800) would need minutes for 4 whole
+        calls; under half the best in two windows, it is over at once."""
+        config = PolicyConfig(candidates=(4, 512), windows=4, min_calls=4, max_windows=64)
+        state = replace(start(512), measured=(Estimate(4, 800, 1.0, (800.0,) * 4),))
+        _, decisions = _feed(state, config, [15.0, 15.0])
+        assert decisions[0].action is Action.MEASURE
+        assert decisions[1].action is Action.SETTLE
+        assert decisions[1].spe == 4
 
     def test_discarded_windows_are_no_evidence(self) -> None:
         """A warm-up or pause window changes nothing in the state."""

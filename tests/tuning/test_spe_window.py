@@ -77,6 +77,16 @@ class TestChange:
             (32, None),
         ]
 
+    def test_slow_value_with_a_per_step_counter_warms_up_in_two_windows(self) -> None:
+        """A change from 8 to 512 at 20 steps/s: the counter would need 26 s to move 520 steps,
+        but after the old call's 8 steps only one more window is warm-up."""
+        maker = WindowMaker(0.25)
+        maker.begin(0.0, 0, 8)
+        _run(maker, [(0.25, 100), (0.5, 200)])
+        maker.change(0.5, 200, 512)
+        out = _run(maker, [(0.5 + 0.25 * k, 205 + 5 * k) for k in range(1, 7)])
+        assert [w.discard for w in out] == [Discard.WARMUP, Discard.WARMUP, None, None, None]
+
     def test_change_hands_out_the_held_window(self) -> None:
         """The window held for look-ahead is handed out at a change, with its own spe."""
         maker = WindowMaker(0.25)

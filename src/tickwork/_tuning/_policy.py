@@ -146,12 +146,19 @@ def start(spe: int, compiled: frozenset[int] = frozenset()) -> PolicyState:
     return PolicyState(spe=spe, compiled=compiled | {spe})
 
 
-def _missing(estimate: Estimate, config: PolicyConfig) -> str | None:
-    """What the estimate still lacks, or None when it is evidence enough."""
+def _missing(estimate: Estimate, config: PolicyConfig, best: float | None) -> str | None:
+    """What the estimate still lacks, or None when it is evidence enough.
+
+    ``best`` is the best throughput measured in the search so far (None when settled or none):
+    a probe that gives less than half of it in two windows is over at once, however long its
+    calls, so that a disastrous value is left within a second or so.
+    """
+    if best is not None and estimate.windows >= 2 and estimate.throughput < best / 2:
+        return None
     if estimate.windows < config.windows:
         return f"{estimate.windows}/{config.windows} windows at spe {estimate.spe}"
     calls = estimate.steps / estimate.spe
-    if calls < config.min_calls:
+    if calls < config.min_calls and estimate.windows < config.max_windows:
         return f"{calls:.1f}/{config.min_calls} calls at spe {estimate.spe}"
     error = estimate.relative_error
     if estimate.windows < config.max_windows and error > config.max_error:
@@ -344,7 +351,9 @@ def step(
     if window.steps <= 0 or window.seconds <= 0:
         return state, Decision(Action.DISCARD, state.spe, "window without steps or duration")
     pending = (state.pending or Estimate(state.spe)).add(window)
-    missing = _missing(pending, config)
+    searching = not state.settled and not state.rechecking and state.measured
+    best = max(e.throughput for e in state.measured) if searching else None
+    missing = _missing(pending, config, best)
     if missing is not None:
         return replace(state, pending=pending), Decision(Action.MEASURE, state.spe, missing)
     if state.settled:

@@ -6,9 +6,10 @@ no evidence of the throughput at that spe:
 
 ``warmup``
     After an spe change (and at the start) the call in progress still runs at the old spe, and the
-    first call at the new one may include compilation (JAX, torch.compile). Windows are discarded
-    until the counter has moved by ``old + new`` steps since the change, the window that crosses
-    that mark included: at least one window, whatever kind of counter it is.
+    first call at the new one may include compilation (JAX, torch.compile). Windows that begin
+    before the counter has moved by ``old`` steps since the change are discarded, and then one
+    more, if it begins before ``old + new``: with a counter that moves per call, that one holds the
+    first new call; at least one window is discarded, whatever kind of counter it is.
 ``pause``
     No steps for a while (evaluation, a checkpoint, a stall, training not started yet): the window
     that spans the gap, the one before it (the pause began in it) and the one after it are dropped.
@@ -83,7 +84,9 @@ class WindowMaker:
         self._start = 0.0
         self._count = 0
         self._last_step = 0.0
+        self._old_done = 0
         self._warm_until = 0
+        self._warm_windows = 0
         self._boundary = False
         self._after_pause = False
         self._seconds_per_step: float | None = None
@@ -104,7 +107,7 @@ class WindowMaker:
         self._start = now
         self._count = count
         self._last_step = now
-        self._warm_until = count + spe
+        self._warm(count, count, count + spe)
         self._boundary = False
         self._after_pause = False
         self._held = None
@@ -127,7 +130,7 @@ class WindowMaker:
         self._start = now
         self._count = count
         self._last_step = now
-        self._warm_until = count + old + spe
+        self._warm(count, count + old, count + old + spe)
         self._boundary = False
         return out
 
@@ -148,7 +151,7 @@ class WindowMaker:
             reason = Discard.PAUSE
         elif self._boundary:
             reason = Discard.BOUNDARY
-        elif self._count < self._warm_until:
+        elif self._warming():
             reason = Discard.WARMUP
         else:
             reason = None
@@ -166,6 +169,26 @@ class WindowMaker:
         if pause and held.discard is None:
             held = replace(held, discard=Discard.PAUSE)
         return [held]
+
+    def _warm(self, count: int, old_done: int, warm_until: int) -> None:
+        self._old_done = old_done
+        self._warm_until = warm_until
+        self._warm_windows = 0
+
+    def _warming(self) -> bool:
+        """Whether the window now closing (it started at ``self._count``) is warm-up.
+
+        Every window that began before the old call's steps were done is; of the windows that
+        began after, before the first new call's steps were, only the first: with a counter that
+        moves per call it holds that first call (and any compilation), while with a counter that
+        moves per step a slow value must not be kept in warm-up for a whole call.
+        """
+        if self._count < self._old_done:
+            return True
+        if self._count < self._warm_until and self._warm_windows == 0:
+            self._warm_windows = 1
+            return True
+        return False
 
     def _release(self) -> list[Window]:
         held, self._held = self._held, None
