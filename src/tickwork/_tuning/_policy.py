@@ -7,16 +7,22 @@ Two phases:
 
 *Searching*: windows at the spe under test add up to an :class:`Estimate` until it has enough
 evidence: at least ``windows`` windows (the ``change_spe_interval`` of tf_keras), at least
-``min_calls`` whole calls' worth of steps, and a relative standard error at most ``max_error``
-(or ``max_windows`` windows, when the noise will not go lower). Then :mod:`._search` says which
-spe to probe next, or the search ends and the policy settles on the smallest spe within
-``tolerance`` of the best throughput measured (:func:`._search.choose`). Going back to a value
-measured before is how a decision is undone.
+``min_calls`` whole calls' worth of steps, and a relative standard error at most ``max_error``;
+``max_windows`` windows end an estimate whatever the noise or the call count, and a probe under
+half the best throughput measured is over after two windows. Then :mod:`._search` says which spe
+to probe next, or the search ends and the policy settles on the smallest spe within ``tolerance``
+of the best throughput measured (:func:`._search.choose`).
 
-*Settled*: estimates keep being made at the chosen spe and compared with the throughput it had
-when chosen. When ``shift_estimates`` estimates in a row differ from it by more than
-``change_threshold`` (the data pipeline warmed up, another job arrived), the throughput has
-shifted for good and a new search starts from the current value.
+*Settled*: estimates keep being made at the chosen spe. One within ``change_threshold`` of the
+reference is merged into the chosen value's evidence, and the choice is made again on it, kept
+unless it would change whichever way the noise of the two values involved went (a first estimate
+that was lucky is undone this way). When the choice is within that noise and the rival, or the
+best value the tolerance is measured from, stands on less evidence, that one is measured again (a
+re-check, up to ``recheck_windows`` windows) and the policy settles on what the evidence then
+says. When ``shift_estimates``
+estimates in a row differ from the reference by more than ``change_threshold`` (the data pipeline
+warmed up, another job arrived), the throughput has shifted for good and a new search starts from
+the current value.
 """
 
 from __future__ import annotations
@@ -104,8 +110,8 @@ class PolicyConfig:
     change_threshold: float = 0.1
     tolerance: float = 0.03
     min_calls: int = 4
-    max_windows: int = 12
-    max_error: float = 0.03
+    max_windows: int = 8
+    max_error: float = 0.04
     shift_estimates: int = 3
     recheck_windows: int = 16
     climb: int = 4
@@ -135,10 +141,6 @@ class PolicyState:
     reference: float | None = None
     off: int = 0
     compiled: frozenset[int] = field(default_factory=frozenset)
-
-    def throughputs(self) -> dict[int, float]:
-        """``{spe: steps/s}`` measured in this search."""
-        return {e.spe: e.throughput for e in self.measured}
 
 
 def start(spe: int, compiled: frozenset[int] = frozenset()) -> PolicyState:
@@ -299,12 +301,17 @@ def _check(
             )
             return decided, Decision(Action.SETTLE, chosen, why, estimate.throughput)
         recheck = min(windows[state.spe] // 2, config.recheck_windows)
-        if rival is not None and windows[rival] < recheck:
-            # The choice between the two is within the noise, and the rival was measured on
-            # less evidence (and longer ago): measure it again rather than trust it or ignore it.
+        others = [spe for spe in rates if spe != state.spe]
+        best_other = max(others, key=rates.__getitem__) if others else None
+        thin = [v for v in (rival, best_other) if v is not None and windows[v] < recheck]
+        if rival is not None and thin:
+            # The choice is within the noise, and the rival, or the best value that the tolerance
+            # is measured from, stands on less evidence (and older): measure it again rather than
+            # trust it or ignore it. On a machine whose load drifts, old estimates are biased.
+            again = min(thin, key=windows.__getitem__)
             decided = replace(
                 state,
-                spe=rival,
+                spe=again,
                 settled=False,
                 rechecking=True,
                 measured=measured,
@@ -312,10 +319,10 @@ def _check(
                 off=0,
             )
             why = (
-                f"{here}; {state.spe} or {rival} ({rates[rival]:.0f} steps/s, "
-                f"{windows[rival]} windows) is within the noise: measure {rival} again"
+                f"{here}; {state.spe} or {rival} is within the noise: measure {again} "
+                f"({rates[again]:.0f} steps/s on {windows[again]} windows) again"
             )
-            return decided, Decision(Action.PROBE, rival, why, estimate.throughput)
+            return decided, Decision(Action.PROBE, again, why, estimate.throughput)
         decided = replace(state, measured=measured, pending=None, reference=rates[state.spe], off=0)
         return decided, Decision(Action.STAY, state.spe, here, estimate.throughput)
     off = state.off + 1
