@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import replace
 
@@ -133,6 +134,28 @@ class TestCurves:
         assert len(settled) == 1
         assert all(r.decision != "retune" for r in run.history.records())
         assert curve(expected, 0) >= 0.95 * plateau * 65536 / (65536 + half)
+
+    def test_slow_rise_on_a_loaded_machine(self) -> None:
+        """The seed's loop measured on this 2-core machine under load (867, 1347, 1590, 1889,
+        2010, 2361, 2710 steps/s at 1, 2, 4, 8, 16, 64, 512) keeps rising over octaves: the
+        policy climbs to 256 or beyond and gives 95% of the best within 10 s."""
+        figures = {1: 867, 2: 1347, 4: 1590, 8: 1889, 16: 2010, 64: 2361, 512: 2710}
+
+        def curve(spe: int, _t: float) -> float:
+            keys = sorted(figures)
+            if spe >= keys[-1]:
+                return float(figures[keys[-1]])
+            low = max(k for k in keys if k <= spe)
+            high = min(k for k in keys if k >= spe)
+            if low == high:
+                return float(figures[low])
+            f = math.log(spe / low) / math.log(high / low)
+            return figures[low] * (1 - f) + figures[high] * f
+
+        run = simulate(curve, 40.0)
+        assert run.final_spe() >= 256
+        first = next(t for t, spe in zip(run.times, run.spes, strict=True) if curve(spe, 0) >= 2575)
+        assert first <= 10.0
 
     def test_peaked_settles_at_the_peak(self) -> None:
         """A curve that peaks at spe 16 (8 within 2%): the policy ends on 8 or 16."""

@@ -92,21 +92,28 @@ class TestNextProbe:
         assert probe[0] == 32
 
     def test_flat_step_up_ends_the_climb(self) -> None:
-        """When the last step up gained less than half the tolerance, the search goes no higher."""
+        """When the top gained less than half the tolerance over the value two octaves below, the
+        search goes no higher."""
         probe = next_probe({16: 1000.0, 64: 1005.0}, CANDIDATES, SearchConfig())
         assert probe is not None
         assert probe[0] < 64
 
     def test_prefers_a_compiled_value_among_near_equal_ones(self) -> None:
-        """Looking for the smallest good value between 4 and 32, 8 and 16 are equally far from the
-        target: the smaller is probed, unless the other was compiled before."""
-        measured = {4: 700.0, 32: 1000.0, 64: 1001.0}
+        """Searching between 4 and 32, 8 and 16 are equally far from the geometric middle: the
+        smaller is probed, unless the other was compiled before."""
+        measured = {4: 700.0, 32: 1000.0, 64: 990.0}
         fresh = next_probe(measured, CANDIDATES, SearchConfig(tolerance=0.03))
         assert fresh is not None
         assert fresh[0] == 8
         with_compiled = next_probe(measured, CANDIDATES, SearchConfig(tolerance=0.03), {16})
         assert with_compiled is not None
         assert with_compiled[0] == 16
+
+    def test_slow_rise_over_several_octaves_keeps_climbing(self) -> None:
+        """64 gains only 1% over 32, but 10% over 8: a slowly rising curve, so the climb goes on."""
+        probe = next_probe({1: 500.0, 8: 900.0, 32: 980.0, 64: 990.0}, CANDIDATES, SearchConfig())
+        assert probe is not None
+        assert probe[0] > 64
 
     def test_a_lower_value_above_the_best_starts_a_peak_search(self) -> None:
         """64 and 512 measure nearly the same, 512 a little lower: the gap between them is

@@ -14,9 +14,9 @@ The search, given the throughput measured at some candidates:
    (fitted to the three largest values measured) predicts to be within ``tolerance / 2`` of the
    plateau, at least the next candidate and at most ``max_jump`` times further; without a model
    (one point), ``climb`` times further. The climb ends when the model says the plateau is reached,
-   or the last step up gained less than ``tolerance / 2`` plus the noise of the two measurements;
-   a step that flat across unmeasured candidates gets a probe in its middle, where a peak could
-   hide.
+   or the top gained less than ``tolerance / 2`` (plus the noise of the two measurements) over
+   the value measured at least two octaves below it; a span that flat across unmeasured
+   candidates gets a probe in its middle, where a peak could hide.
 2. *Find the peak*: if a value above the best measures lower, the curve peaks (the model's
    only rises); probe the candidates between the best and its measured neighbours (above first,
    then below), geometric middle first, until both neighbours are adjacent.
@@ -152,11 +152,12 @@ def next_probe(
     ordered = sorted(measured)
     best = _best(measured)
     top = ordered[-1]
-    # 1. Climb while the largest value measured is the best, and clearly better than the one
-    #    below it (by half the tolerance, plus the noise of both).
+    # 1. Climb while the largest value measured is the best, and clearly better than a value at
+    #    least two octaves below it (by half the tolerance, plus the noise of both): a curve that
+    #    keeps rising slowly gains little per octave, yet much over several.
     flat = False
     if len(ordered) >= 2:
-        previous = ordered[-2]
+        previous = max((spe for spe in ordered if spe * 4 <= top), default=ordered[-2])
         known = noise or {}
         spread = math.hypot(known.get(top, 0.0), known.get(previous, 0.0))
         flat = measured[top] < (1 + config.tolerance / 2 + spread) * measured[previous]
