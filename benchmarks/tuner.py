@@ -20,8 +20,11 @@ Every measurement runs in a fresh interpreter:
 * each tuner, from spe 1, for ``--seconds``: the loop records (time, optimizer.iterations, spe)
   after every call. From that trace: *time to 90% / 95%* = the end of the first 1 s window whose
   throughput reaches that fraction of the best fixed throughput; *mean fraction* = steps in the
-  whole run / (run time x best fixed throughput); *final spe*; *spe changes* and *values used*
-  (distinct values, each a compilation for a runner that compiles per value).
+  whole run / (run time x best fixed throughput); *choice fraction* = the same with the fixed
+  sweep's throughput at the spe of each call (log-interpolated between the fixed values) in place
+  of what the call achieved: the worth of the tuner's choices, without the machine's load swings
+  during the run; *final spe*; *spe changes* and *values used* (distinct values, each a
+  compilation for a runner that compiles per value).
 
 With ``--append`` the section is appended to benchmarks/RESULTS.md; the machine (nproc, CPU model,
 versions) and the load average before and after are part of it, since other work shares the
@@ -34,6 +37,7 @@ import argparse
 import bisect
 import itertools
 import json
+import math
 import os
 import platform
 import statistics
@@ -169,7 +173,24 @@ def steps_at(trace: list[list[float]], t: float) -> float:
     return sa + (sb - sa) * (t - ta) / (tb - ta) if tb > ta else sb
 
 
-def analyse(trace: list[list[float]], best: float, seconds: float) -> dict[str, Any]:
+def fixed_curve(means: dict[int, float], spe: int) -> float:
+    """Steps/s at ``spe`` from the fixed sweep, interpolated on a log scale between its values."""
+    keys = sorted(means)
+    if spe <= keys[0]:
+        return means[keys[0]] * spe / keys[0] if spe < keys[0] else means[keys[0]]
+    if spe >= keys[-1]:
+        return means[keys[-1]]
+    low = max(k for k in keys if k <= spe)
+    high = min(k for k in keys if k >= spe)
+    if low == high:
+        return means[low]
+    f = math.log(spe / low) / math.log(high / low)
+    return means[low] * (1 - f) + means[high] * f
+
+
+def analyse(trace: list[list[float]], means: dict[int, float], seconds: float) -> dict[str, Any]:
+    best = max(means.values())
+
     def time_to(fraction: float) -> float | None:
         t = 1.0
         while t <= seconds + 1e-9:
@@ -180,10 +201,16 @@ def analyse(trace: list[list[float]], best: float, seconds: float) -> dict[str, 
 
     spes = [int(p[2]) for p in trace[1:]]
     changes = sum(1 for a, b in itertools.pairwise(spes) if a != b)
+    # The value of the choices alone: the fixed sweep's throughput at the spe of each call,
+    # weighted by the call's duration. The machine's load during the run does not enter it.
+    chosen = 0.0
+    for (ta, _, _), (tb, _, spe) in itertools.pairwise(trace):
+        chosen += (min(tb, seconds) - min(ta, seconds)) * fixed_curve(means, int(spe))
     return {
         "t90": time_to(0.90),
         "t95": time_to(0.95),
         "mean_fraction": steps_at(trace, seconds) / (seconds * best),
+        "choice_fraction": chosen / (seconds * best),
         "final_spe": spes[-1] if spes else None,
         "changes": changes,
         "values": sorted(set(spes)),
@@ -218,6 +245,23 @@ def machine() -> str:
         f"{name} {version(name)}" for name in ("tensorflow-cpu", "keras", "tf-keras", "tickwork")
     )
     return f"{os.cpu_count()} cores (nproc), {cpu}, Python {platform.python_version()}, {versions}"
+
+
+def commit() -> str:
+    """The commit of the working tree measured (with '+changes' when it has uncommitted ones)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "src"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        return f"unknown ({exc})"
+    return head + ("+changes" if dirty else "")
 
 
 def fmt_time(value: float | None, seconds: float) -> str:
@@ -271,7 +315,9 @@ def main() -> None:
     best_spe = max(means, key=lambda k: means[k])
     best = means[best_spe]
     print("fixed spe:", {k: round(v) for k, v in means.items()}, flush=True)
-    results = {which: [analyse(r["trace"], best, seconds) for r in runs[which]] for which in TUNERS}
+    results = {
+        which: [analyse(r["trace"], means, seconds) for r in runs[which]] for which in TUNERS
+    }
     for which in TUNERS:
         print(which, results[which], flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -284,7 +330,8 @@ def main() -> None:
         "",
         f"## Steps-per-execution tuning (issue 4): tickwork vs tf_keras, {date.today()}",
         "",
-        f"Command (repository root, bench venv from `make bench-venv`): `{command}`",
+        f"Command (repository root, bench venv from `make bench-venv`): `{command}`, "
+        f"tickwork at commit {commit()}.",
         "",
         f"Machine: {machine()}. Shared with other sessions working in parallel: load average "
         f"{load_before[0]:.2f} / {load_before[1]:.2f} / {load_before[2]:.2f} (1/5/15 min) before "
@@ -301,15 +348,16 @@ def main() -> None:
         + f". Best fixed: {best:.0f} steps/s at spe {best_spe}.",
         "",
         f"| tuner ({seconds:.0f} s from spe 1) | time to 90% | time to 95% | mean fraction "
-        "| final spe | spe changes | values used |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| choice fraction | final spe | spe changes | values used |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for which, label in TUNERS.items():
         for number, m in enumerate(results[which], start=1):
             run = f" (run {number})" if args.repeats > 1 else ""
             lines.append(
                 f"| {label}{run} | {fmt_time(m['t90'], seconds)} | {fmt_time(m['t95'], seconds)} "
-                f"| {m['mean_fraction']:.2f} | {m['final_spe']} | {m['changes']} "
+                f"| {m['mean_fraction']:.2f} | {m['choice_fraction']:.2f} "
+                f"| {m['final_spe']} | {m['changes']} "
                 f"| {', '.join(map(str, m['values']))} |"
             )
     for number, run_result in enumerate(runs["tickwork_default"], start=1):
