@@ -30,6 +30,10 @@ from ._ticker import TickStats as TickStats
 from ._timed_thread import OnError as OnError
 from ._timed_thread import TimedThread as TimedThread
 from ._timed_thread import every as every
+from ._tuning._history import TuningHistory as TuningHistory
+from ._tuning._history import TuningRecord as TuningRecord
+from ._tuning._spe import StepsPerExecution as StepsPerExecution
+from ._tuning._tuner import StepsPerExecutionTuner as StepsPerExecutionTuner
 
 __version__ = "0.1.0"
 
@@ -47,8 +51,12 @@ __all__ = [
     "OnError",
     "Overrun",
     "SignalStop",
+    "StepsPerExecution",
+    "StepsPerExecutionTuner",
     "TickStats",
     "TimedThread",
+    "TuningHistory",
+    "TuningRecord",
     "Waitable",
     "checkpoints_iterator",
     "every",
