@@ -78,9 +78,11 @@ class TestNextProbe:
 
     def test_model_jump_lands_near_the_knee(self) -> None:
         """From 1 and 4 on a curve with equal per-call and per-step costs, the model asks for the
-        spe within 1.5% of the plateau (~65), not the next power of two."""
+        spe within half the tolerance (1.5% with tolerance 3%) of the plateau (~65), not the next
+        power of two."""
         curve = saturating(1000.0, 1.0)
-        probe = next_probe({1: curve(1, 0), 4: curve(4, 0)}, CANDIDATES, SearchConfig())
+        config = SearchConfig(tolerance=0.03)
+        probe = next_probe({1: curve(1, 0), 4: curve(4, 0)}, CANDIDATES, config)
         assert probe is not None
         assert probe[0] == 64
 
@@ -110,8 +112,10 @@ class TestNextProbe:
         assert with_compiled[0] == 16
 
     def test_slow_rise_over_several_octaves_keeps_climbing(self) -> None:
-        """64 gains only 1% over 32, but 10% over 8: a slowly rising curve, so the climb goes on."""
-        probe = next_probe({1: 500.0, 8: 900.0, 32: 980.0, 64: 990.0}, CANDIDATES, SearchConfig())
+        """64 gains only 1% over 32, but 10% over 8: a slowly rising curve, so (with a 3%
+        tolerance) the climb goes on."""
+        measured = {1: 500.0, 8: 900.0, 32: 980.0, 64: 990.0}
+        probe = next_probe(measured, CANDIDATES, SearchConfig(tolerance=0.03))
         assert probe is not None
         assert probe[0] > 64
 
@@ -182,7 +186,8 @@ class TestWholeSearches:
 
     def test_anchor_workload_settles_between_16_and_64(self) -> None:
         """The seed's published figures (623...1243 steps/s at spe 1...512), interpolated on a
-        log scale: the search settles on 32 or 64, which give at least 95% of the best."""
+        log scale: with the default 5% tolerance the search settles on 16 to 64, the smallest
+        values near the plateau (16 gives 94.6% of the best, 64 96.6%)."""
         figures = {1: 623, 2: 852, 4: 976, 8: 1116, 16: 1176, 64: 1201, 512: 1243}
 
         def curve(spe: int, _t: float) -> float:
@@ -194,6 +199,7 @@ class TestWholeSearches:
             f = math.log(spe / low) / math.log(high / low)
             return figures[low] * (1 - f) + figures[high] * f
 
-        value, _, _ = _search(curve, 1, SearchConfig(), powers_of_two(4096))
-        assert value in (32, 64, 128)
-        assert curve(value, 0) >= 0.95 * 1243
+        config = SearchConfig()
+        value, _, _ = _search(curve, 1, config, powers_of_two(4096))
+        assert value in (16, 32, 64)
+        assert curve(value, 0) >= (1 - config.tolerance - 0.01) * 1243

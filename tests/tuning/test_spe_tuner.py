@@ -375,3 +375,18 @@ class TestValue:
         finally:
             tuner.stop()
         assert any(r.decision == "probe" for r in tuner.history.records())
+
+
+class TestCallBudgetArgument:
+    @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf")])
+    def test_max_call_seconds_must_be_positive_or_none(self, bad: float) -> None:
+        """max_call_seconds is None or a finite number > 0; errors name it."""
+        with pytest.raises(ValueError, match="'max_call_seconds' must be a finite number > 0"):
+            StepsPerExecutionTuner(lambda: 0, StepsPerExecution(1), max_call_seconds=bad)
+
+    def test_none_lifts_the_budget(self) -> None:
+        """max_call_seconds=None is accepted and reaches the policy."""
+        tuner = StepsPerExecutionTuner(lambda: 0, StepsPerExecution(1), max_call_seconds=None)
+        assert tuner.config.max_call_seconds is None
+        default = StepsPerExecutionTuner(lambda: 0, StepsPerExecution(1))
+        assert default.config.max_call_seconds == 0.5

@@ -32,7 +32,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from ._search import SearchConfig, choose, next_probe
+from ._search import SearchConfig, choose, fit_overhead, next_probe
 from ._window import Window
 
 __all__ = ["Action", "Decision", "Estimate", "PolicyConfig", "PolicyState", "start", "step"]
@@ -108,7 +108,8 @@ class PolicyConfig:
     candidates: tuple[int, ...]
     windows: int = 4
     change_threshold: float = 0.1
-    tolerance: float = 0.03
+    tolerance: float = 0.05
+    max_call_seconds: float | None = 0.5
     min_calls: int = 4
     max_windows: int = 8
     max_error: float = 0.04
@@ -168,10 +169,23 @@ def _missing(estimate: Estimate, config: PolicyConfig, best: float | None) -> st
     return None
 
 
-def _allowed(config: PolicyConfig, ceiling: int | None) -> Sequence[int]:
-    if ceiling is None:
+def _allowed(config: PolicyConfig, ceiling: int | None, rates: dict[int, float]) -> Sequence[int]:
+    """The candidates a search may probe: up to the caller's ceiling, and none whose steps would
+    take longer than ``max_call_seconds`` per call at the per-step cost the overhead model fits to
+    the largest values measured (a call of a huge spe delays callbacks, logging, stop requests and
+    checkpoints by its whole duration). The fixed per-call cost comes on top: a loop whose every
+    call is slow anyway may still amortise it. Without a fit (one value measured) only the
+    ceiling applies; the climb factor bounds the next step."""
+    limit = ceiling
+    if config.max_call_seconds is not None and len(rates) >= 2:
+        largest = sorted(rates)[-3:]
+        fit = fit_overhead({spe: rates[spe] for spe in largest})
+        if fit is not None and fit.per_step > 0:
+            by_time = max(1, math.floor(config.max_call_seconds / fit.per_step))
+            limit = by_time if limit is None else min(limit, by_time)
+    if limit is None:
         return config.candidates
-    return [spe for spe in config.candidates if spe <= ceiling]
+    return [spe for spe in config.candidates if spe <= limit] or list(config.candidates[:1])
 
 
 def _search(
@@ -181,7 +195,8 @@ def _search(
     rates = {e.spe: e.throughput for e in measured}
     here = f"spe {estimate.spe}: {estimate.throughput:.0f} steps/s"
     noise = {e.spe: _finite(e.relative_error) for e in measured}
-    probe = next_probe(rates, _allowed(config, ceiling), config.search, state.compiled, noise)
+    allowed = _allowed(config, ceiling, rates)
+    probe = next_probe(rates, allowed, config.search, state.compiled, noise)
     if probe is not None:
         spe, why = probe
         decided = replace(state, spe=spe, measured=measured, pending=None)

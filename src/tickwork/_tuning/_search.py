@@ -46,7 +46,7 @@ COMPILED_BONUS_OCTAVES = 0.5
 class SearchConfig:
     """The search's parameters (see the module docs)."""
 
-    tolerance: float = 0.03
+    tolerance: float = 0.05
     climb: int = 4
     max_jump: int = 16
 

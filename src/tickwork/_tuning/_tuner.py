@@ -96,7 +96,12 @@ class StepsPerExecutionTuner:
             two up to 65536). A runner that compiles a program per value (JAX, torch.compile)
             passes its own; values outside ``[min_spe, max_spe]`` are ignored.
         tolerance: the tuner settles on the smallest value whose throughput is within this
-            fraction of the best it measured. A finite number in [0, 1). Default 0.03.
+            fraction of the best it measured. A finite number in [0, 1). Default 0.05 (the
+            smallest spe within 5% of the plateau: bigger is not free).
+        max_call_seconds: a search never probes a value whose steps would take longer than this
+            per call, at the per-step cost it measured (a call of a huge spe delays callbacks,
+            logging, stop requests and checkpoints by its whole duration; a fixed per-call cost
+            comes on top). None (no bound) or a finite number > 0. Default 0.5.
         clock: the clock to measure and schedule on (tests pass a
             :class:`tickwork.testing.FakeClock`).
 
@@ -130,7 +135,8 @@ class StepsPerExecutionTuner:
         min_spe: int = 1,
         max_spe: MaxSpe = None,
         candidates: Sequence[int] | None = None,
-        tolerance: float = 0.03,
+        tolerance: float = 0.05,
+        max_call_seconds: float | None = 0.5,
         clock: Clock | None = None,
     ) -> None:
         self.optimizer = optimizer
@@ -148,6 +154,8 @@ class StepsPerExecutionTuner:
         tolerance = check_finite("tolerance", tolerance)
         if not 0 <= tolerance < 1:
             raise ValueError(f"'tolerance' must be a finite number in [0, 1); got {tolerance!r}")
+        if max_call_seconds is not None:
+            max_call_seconds = check_positive("max_call_seconds", max_call_seconds)
         if clock is not None and not isinstance(clock, Clock):
             raise TypeError(f"'clock' must be a tickwork Clock or None; got {clock!r}")
         self._clock = clock or MONOTONIC
@@ -157,6 +165,7 @@ class StepsPerExecutionTuner:
             max_windows=2 * self.change_spe_interval,
             change_threshold=self.spe_change_threshold,
             tolerance=tolerance,
+            max_call_seconds=max_call_seconds,
         )
         self._lock = threading.RLock()
         self._stopping = True
