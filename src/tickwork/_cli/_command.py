@@ -34,6 +34,7 @@ _POLL = 0.05  # seconds between looks at the command while it runs (on the stop 
 _TAIL_LINES = 20
 _READER_JOIN = 2.0  # seconds to wait for the output after the command exited
 _POSIX = os.name == "posix"
+_KILL = getattr(signal, "SIGKILL", signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -147,16 +148,21 @@ class CommandRunner:
         )
         reader.start()
         timed_out = interrupted = False
-        while process.poll() is None:
-            if self._stop.is_set():
-                interrupted = True
-                self._end(process)
-                break
-            if self._timeout is not None and MONOTONIC.now() - started > self._timeout:
-                timed_out = True
-                self._end(process)
-                break
-            MONOTONIC.wait(self._stop, _POLL)
+        try:
+            while process.poll() is None:
+                if self._stop.is_set():
+                    interrupted = True
+                    self._end(process)
+                    break
+                if self._timeout is not None and MONOTONIC.now() - started > self._timeout:
+                    timed_out = True
+                    self._end(process)
+                    break
+                MONOTONIC.wait(self._stop, _POLL)
+        except BaseException:  # a second Ctrl-C (KeyboardInterrupt): leave nothing running
+            _signal(process, _KILL)
+            process.wait()
+            raise
         reader.join(_READER_JOIN)
         seconds = MONOTONIC.now() - started
         code = process.returncode
@@ -193,7 +199,7 @@ class CommandRunner:
         while process.poll() is None and MONOTONIC.now() < deadline:
             MONOTONIC.wait(None, _POLL)  # the stop is already set: a plain timed wait
         if process.poll() is None:
-            _signal(process, getattr(signal, "SIGKILL", signal.SIGTERM))
+            _signal(process, _KILL)
             process.wait()
 
 
