@@ -144,6 +144,8 @@ class SidecarEvaluator(Generic[T]):
         if clock is not None and not isinstance(clock, Clock):
             raise TypeError(f"'clock' must be a tickwork Clock or None; got {clock!r}")
         on_error = check_choice("on_error", on_error, OnError)
+        retry_types = check_retry_on(retry_on)
+        marker = check_done_marker(done_marker)
         rules = EndRules(timeout, stall_timeout, max_evaluations, until_step)
         policy = RetryPolicy(max_attempts, backoff, backoff_factor, backoff_max)
         results: deque[Evaluation[T]] = deque(
@@ -178,11 +180,11 @@ class SidecarEvaluator(Generic[T]):
             evaluate=evaluate,
             rules=rules,
             policy=policy,
-            retry_on=check_retry_on(retry_on),
+            retry_on=retry_types,
             on_error=on_error,
             on_result=on_result,
             timeout_fn=timeout_fn,
-            done_marker=check_done_marker(done_marker),
+            done_marker=marker,
             stop=stop_either,
             finish=threading.Event(),
             clock=clock or MONOTONIC,
