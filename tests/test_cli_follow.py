@@ -281,3 +281,28 @@ class TestPureParts:
     def test_exit_status(self, stats: SidecarStats, signals: list[int], status: int) -> None:
         """Failures give 1, then a signal 128+N, then a stall 3; otherwise 0."""
         assert exit_status(stats, signals) == status
+
+
+class TestTerminal:
+    def test_on_a_terminal_a_live_status_line_is_drawn(self, tmp_path: Path) -> None:
+        """With a terminal, the run draws a live status line (what is evaluated, the counts)
+        beside the per-checkpoint lines, and removes it at the end."""
+        from rich.console import Console
+
+        from tickwork._cli._follow_run import FollowConfig, follow
+
+        save(tmp_path, 1)
+        (tmp_path / "DONE").touch()
+        screen = io.StringIO()
+        console = Console(file=screen, force_terminal=True, width=120, highlight=False)
+        config = FollowConfig(
+            directory=str(tmp_path),
+            command=(sys.executable, "-c", "import time; time.sleep(1.5)"),  # several redraws
+            options={"done_marker": "DONE"},
+        )
+        assert follow(config, console) == 0
+        drawn = screen.getvalue()
+        assert "evaluating step 1 (attempt 1)" in drawn
+        assert "0 evaluated, 0 failed, 0 retried" in drawn
+        assert "step 1  model_step_1.pt" in drawn
+        assert "\x1b[?25h" in drawn  # the cursor is given back when the live line ends
