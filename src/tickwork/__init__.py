@@ -6,7 +6,9 @@ group of threads and carries every exception (:class:`Coordinator`, :class:`Loop
 
 Checkpoint following for every framework (:func:`checkpoints_iterator`,
 :func:`wait_for_new_checkpoint`, :func:`latest_checkpoint`, :class:`CheckpointFollower`):
-TensorFlow's API, event-driven, never early, never missing a checkpoint when asked.
+TensorFlow's API, event-driven, never early, never missing a checkpoint when asked; and a
+:class:`SidecarEvaluator` that evaluates every checkpoint beside training, retrying failures and
+ending when training is done.
 """
 
 from ._checkpoints._api import CheckpointIterator as CheckpointIterator
@@ -15,9 +17,14 @@ from ._checkpoints._api import latest_checkpoint as latest_checkpoint
 from ._checkpoints._api import wait_for_new_checkpoint as wait_for_new_checkpoint
 from ._checkpoints._checkpoint import Checkpoint as Checkpoint
 from ._checkpoints._checkpoint import FollowerStats as FollowerStats
+from ._checkpoints._ending import EndReason as EndReason
+from ._checkpoints._evaluation import Evaluation as Evaluation
+from ._checkpoints._evaluation import Outcome as Outcome
+from ._checkpoints._evaluation import SidecarStats as SidecarStats
 from ._checkpoints._follower import CheckpointFollower as CheckpointFollower
 from ._checkpoints._layouts import CheckpointPattern as CheckpointPattern
 from ._checkpoints._layouts import Layout as Layout
+from ._checkpoints._sidecar import SidecarEvaluator as SidecarEvaluator
 from ._clock import Clock as Clock
 from ._clock import MonotonicClock as MonotonicClock
 from ._clock import Waitable as Waitable
@@ -44,12 +51,17 @@ __all__ = [
     "CheckpointPattern",
     "Clock",
     "Coordinator",
+    "EndReason",
+    "Evaluation",
     "FollowerStats",
     "Layout",
     "LooperThread",
     "MonotonicClock",
     "OnError",
+    "Outcome",
     "Overrun",
+    "SidecarEvaluator",
+    "SidecarStats",
     "SignalStop",
     "StepsPerExecution",
     "StepsPerExecutionTuner",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -51,3 +53,21 @@ def s3_endpoint() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+_buckets = itertools.count()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str) -> tuple[Any, dict[str, Any], str]:
+    """A fresh bucket: (a writer's filesystem, the storage options, the bucket URL)."""
+    s3fs = pytest.importorskip("s3fs")
+    options = {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": s3_endpoint},
+    }
+    writer = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False, **options)
+    bucket = f"ckpt-{next(_buckets)}"
+    writer.mkdir(bucket)
+    return writer, options, f"s3://{bucket}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import pytest
@@ -16,21 +15,6 @@ s3fs = pytest.importorskip("s3fs")
 pytestmark = pytest.mark.s3
 
 LIMIT = 60.0  # seconds; only reached when something is wrong
-_buckets = itertools.count()
-
-
-@pytest.fixture
-def s3(s3_endpoint: str) -> tuple[Any, dict[str, Any], str]:
-    """A fresh bucket: (a writer's filesystem, the storage options, the bucket URL)."""
-    options = {
-        "key": "testing",
-        "secret": "testing",
-        "client_kwargs": {"endpoint_url": s3_endpoint},
-    }
-    writer = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False, **options)
-    bucket = f"ckpt-{next(_buckets)}"
-    writer.mkdir(bucket)
-    return writer, options, f"s3://{bucket}"
 
 
 def put_tf(writer: Any, run: str, step: int) -> None:

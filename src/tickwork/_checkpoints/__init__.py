@@ -11,4 +11,7 @@ One job per module:
 * ``_storage``, ``_watch``: local and remote storage, filesystem events.
 * ``_resume``, ``_hold``, ``_counters``, ``_checkpoint``: resume file, holds, statistics, the
   ``Checkpoint`` type.
+* ``_sidecar``: ``SidecarEvaluator``, its thread and lifecycle; ``_sidecar_loop``: its loop;
+  ``_sidecar_state``: its counters and stop signal; ``_retry`` and ``_ending``: its decisions
+  (pure functions); ``_evaluation``: ``Evaluation``, ``Outcome``, ``SidecarStats``.
 """

@@ -254,6 +254,15 @@ class DirectoryView:
             waitable = self._stop if self._stop is not None else self._wake
         self._clock.wait(waitable, timeout)
 
+    def rescan_now(self) -> None:
+        """Make the next :meth:`refresh` take a full listing at once, whatever the mode (a
+        consumer about to stop wants every checkpoint written so far, events in flight included).
+        """
+        now = self._clock.now()
+        self._next_probe = min(self._next_probe, now)
+        self._next_poll = min(self._next_poll, now)
+        self._next_rescan = min(self._next_rescan, now)
+
     def close(self) -> None:
         """Stop watching; a wait in progress ends."""
         self._closed = True

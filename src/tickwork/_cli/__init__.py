@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 __all__ = ["main"]
@@ -17,4 +18,13 @@ def main(argv: list[str] | None = None) -> int:
             "pip install 'tickwork[cli]'\n"
         )
         return 2
-    return int(cli.main(args=argv, prog_name="tickwork", standalone_mode=False) or 0)
+    import click
+
+    try:
+        return int(cli.main(args=argv, prog_name="tickwork", standalone_mode=False) or 0)
+    except click.ClickException as exc:  # bad usage: the message, not a traceback
+        exc.show()
+        return exc.exit_code
+    except click.Abort:  # Ctrl-C that reached Python's KeyboardInterrupt
+        sys.stderr.write("Aborted.\n")
+        return 128 + signal.SIGINT

@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 
 from ._demo import DemoConfig, run_demo
+from ._follow import follow_command
 
 __all__ = ["cli"]
 
@@ -57,3 +58,6 @@ def demo(steps: int, seed: int, report_every: float, inject_failure: str | None)
         sys.exit(1)
     console.print("[bold green]demo ok[/]")
     return 0
+
+
+cli.add_command(follow_command)

@@ -1,0 +1,353 @@
+"""SidecarEvaluator: follow a checkpoint directory and evaluate every checkpoint, framework-free.
+
+What ``tf.keras.utils.SidecarEvaluator`` was, for any framework and without its failure modes:
+it never skips by default, retries a checkpoint whose evaluation failed (then reports it and goes
+on), ends when training is done (a done marker, :meth:`SidecarEvaluator.finish`, a stall limit,
+TensorFlow's ``timeout``/``timeout_fn``) and resumes after a restart. This module is the
+consumer's loop and its thread; the decisions are pure functions in :mod:`._retry` and
+:mod:`._ending`, the records in :mod:`._evaluation`, the waiting in :class:`CheckpointFollower`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from .. import _fork
+from .._clock import MONOTONIC, Clock, as_waitable
+from .._errors import ErrorLog, add_note, group_or_single
+from .._timed_thread import OnError
+from .._validate import check_choice, check_int, check_optional_nonnegative
+from ._checkpoint import Checkpoint
+from ._ending import (
+    EndReason,
+    EndRules,
+)
+from ._evaluation import Evaluation, SidecarStats
+from ._follower import CheckpointFollower, Watch
+from ._layouts import CheckpointPattern, Layout
+from ._retry import RetryPolicy
+from ._sidecar_loop import EvaluationLoop
+from ._sidecar_state import RunState, StopEither, check_done_marker, check_retry_on
+from ._storage import Storage
+
+__all__ = ["SidecarEvaluator"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class SidecarEvaluator(Generic[T]):
+    """Calls ``evaluate(checkpoint)`` for every checkpoint written to ``checkpoint_dir``.
+
+    Args:
+        checkpoint_dir: a local directory or an fsspec URL (``s3://bucket/run``), in any layout
+            :class:`CheckpointFollower` follows; it may not exist yet.
+        evaluate: called with each :class:`Checkpoint` (a ``str`` path with ``.step``), in step
+            order, in the evaluator's thread. What it returns is kept (see ``keep_results``) and
+            handed to ``on_result``. If it raises, the checkpoint is tried again (below).
+        skip_to_latest: False (default): every complete checkpoint, once, in step order. True:
+            only the newest each time (tf_keras's behaviour); those passed over are counted.
+        max_evaluations: end after this many checkpoints are finished (evaluated or failed).
+        until_step: end after finishing a checkpoint at this step or later (what tf_keras's
+            ``max_evaluations`` meant: ``ckpt-<n>``).
+        timeout, timeout_fn: TensorFlow's: after ``timeout`` seconds without a new checkpoint,
+            end; with ``timeout_fn``, call it, end if it returns true, else wait again.
+        done_marker: the name of a file that training writes into ``checkpoint_dir`` when it is
+            done (looked for through the same storage, local or remote). Once it is there, every
+            checkpoint complete by then is evaluated and the evaluator ends.
+        stall_timeout: end (as ``stalled``) when no new checkpoint came for this many seconds,
+            counted from the last one handed out: training seems to have died.
+        max_attempts: attempts per checkpoint, the first included (1: no retry).
+        backoff, backoff_factor, backoff_max: the wait before attempt ``n + 1`` is
+            ``backoff * backoff_factor ** (n - 1)`` seconds, at most ``backoff_max``; a stop
+            ends it at once.
+        retry_on: the exception types to retry (default: every Exception); others fail at once.
+        on_error: after a checkpoint failed every attempt (logged, counted, kept):
+            ``"continue"`` (default) goes on with the next; ``"stop"`` ends the evaluator.
+        on_result: called with each :class:`Evaluation` once its checkpoint is finished
+            (evaluated, failed, or deleted between attempts), in the evaluator's thread.
+        keep_results: how many of the latest :class:`Evaluation` records :meth:`results` keeps.
+        stop: a :class:`threading.Event` or a Coordinator; once set, the evaluator ends (any wait
+            within 50 ms; an ``evaluate`` call in progress is not interrupted).
+        state_file: a local JSON file recording the last checkpoint finished: a restarted
+            evaluator neither evaluates one again nor skips one; one whose evaluation was
+            interrupted is evaluated again.
+        name: the thread's name (default ``SidecarEvaluator(<checkpoint_dir>)``).
+        daemon: whether the thread of :meth:`start` is a daemon thread.
+        clock: the clock to wait on (tests use :class:`tickwork.testing.FakeClock`).
+        layout, hold, hold_dir, watch, poll_interval, max_poll_interval, settle_secs,
+        latest_filename, storage_options: passed to :class:`CheckpointFollower`.
+
+    Run it in the calling thread with :meth:`run`, or in its own thread with :meth:`start` (then
+    :meth:`finish`, :meth:`stop`, :meth:`join`), or as a context manager (which starts it, and on
+    leaving evaluates what training has written and ends; on an exception it stops at once).
+    An evaluator runs once. Bad arguments raise here, naming the argument.
+    """
+
+    def __init__(
+        self,
+        checkpoint_dir: str | os.PathLike[str],
+        evaluate: Callable[[Checkpoint], T],
+        *,
+        skip_to_latest: bool = False,
+        max_evaluations: int | None = None,
+        until_step: int | None = None,
+        timeout: float | None = None,
+        timeout_fn: Callable[[], object] | None = None,
+        done_marker: str | None = None,
+        stall_timeout: float | None = None,
+        max_attempts: int = 3,
+        backoff: float = 1.0,
+        backoff_factor: float = 2.0,
+        backoff_max: float = 60.0,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+        on_error: OnError | str = OnError.CONTINUE,
+        on_result: Callable[[Evaluation[T]], object] | None = None,
+        keep_results: int = 1000,
+        stop: object = None,
+        state_file: str | os.PathLike[str] | None = None,
+        name: str | None = None,
+        daemon: bool = True,
+        clock: Clock | None = None,
+        layout: Layout | str | CheckpointPattern = Layout.AUTO,
+        hold: bool = False,
+        hold_dir: str | os.PathLike[str] | None = None,
+        watch: Watch | str = Watch.AUTO,
+        poll_interval: float = 1.0,
+        max_poll_interval: float | None = None,
+        settle_secs: float = 1.0,
+        latest_filename: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        _storage: Storage | None = None,
+    ) -> None:
+        if not callable(evaluate):
+            raise TypeError(f"'evaluate' must be callable; got {evaluate!r}")
+        if timeout_fn is not None and not callable(timeout_fn):
+            raise TypeError(f"'timeout_fn' must be callable or None; got {timeout_fn!r}")
+        if timeout_fn is not None and timeout is None:
+            raise ValueError(
+                "'timeout_fn' needs a 'timeout' (it is called after each timeout); got timeout=None"
+            )
+        if on_result is not None and not callable(on_result):
+            raise TypeError(f"'on_result' must be callable or None; got {on_result!r}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(f"'name' must be a non-empty str or None; got {name!r}")
+        if not isinstance(daemon, bool):
+            raise TypeError(f"'daemon' must be a bool; got {daemon!r}")
+        if clock is not None and not isinstance(clock, Clock):
+            raise TypeError(f"'clock' must be a tickwork Clock or None; got {clock!r}")
+        on_error = check_choice("on_error", on_error, OnError)
+        retry_types = check_retry_on(retry_on)
+        marker = check_done_marker(done_marker)
+        rules = EndRules(timeout, stall_timeout, max_evaluations, until_step)
+        policy = RetryPolicy(max_attempts, backoff, backoff_factor, backoff_max)
+        results: deque[Evaluation[T]] = deque(
+            maxlen=check_int("keep_results", keep_results, minimum=0)
+        )
+        self._own_stop = threading.Event()
+        stop_either = StopEither(self._own_stop, as_waitable(stop))
+        follower = CheckpointFollower(
+            checkpoint_dir,
+            layout=layout,
+            skip_to_latest=skip_to_latest,
+            stop=stop_either,
+            state_file=state_file,
+            hold=hold,
+            hold_dir=hold_dir,
+            watch=watch,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            settle_secs=settle_secs,
+            latest_filename=latest_filename,
+            storage_options=storage_options,
+            clock=clock,
+            _storage=_storage,
+        )
+        self._follower = follower
+        self.name = name or f"SidecarEvaluator({follower.checkpoint_dir})"
+        self._state = RunState()
+        self._errors = ErrorLog()
+        self._loop = EvaluationLoop(
+            name=self.name,
+            follower=follower,
+            evaluate=evaluate,
+            rules=rules,
+            policy=policy,
+            retry_on=retry_types,
+            on_error=on_error,
+            on_result=on_result,
+            timeout_fn=timeout_fn,
+            done_marker=marker,
+            stop=stop_either,
+            finish=threading.Event(),
+            clock=clock or MONOTONIC,
+            state=self._state,
+            errors=self._errors,
+            results=results,
+        )
+        self._daemon = daemon
+        self._lifecycle = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._started = False
+        _fork.track(self)
+
+    # -- running ----------------------------------------------------------------------------------
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return self._follower.checkpoint_dir
+
+    def run(self) -> SidecarStats:
+        """Evaluate checkpoints in the calling thread until the evaluator ends; return the
+        statistics (``end_reason`` says why it ended).
+
+        Failed checkpoints do not raise here (see :meth:`raise_errors`); an exception that is
+        not an :class:`Exception` raised by ``evaluate`` (KeyboardInterrupt) propagates, and
+        that checkpoint is not recorded as finished.
+        """
+        self._claim()
+        self._main()
+        return self.statistics()
+
+    def start(self) -> None:
+        """Run the evaluator in its own thread (named after what it follows); returns at once."""
+        self._claim()
+        thread = threading.Thread(target=self._thread_main, name=self.name, daemon=self._daemon)
+        self._thread = thread
+        thread.start()
+
+    def _claim(self) -> None:
+        with self._lifecycle:
+            if self._started:
+                raise RuntimeError(
+                    f"{self!r} has already been started; an evaluator runs once (make another: "
+                    "with state_file= it goes on where this one ended)"
+                )
+            self._started = True
+
+    def _thread_main(self) -> None:
+        try:
+            self._main()
+        except BaseException as exc:
+            add_note(exc, f"raised in thread {self.name!r}")
+            self._errors.record(exc)
+            logger.error(
+                "%s: ended by %s",
+                self.name,
+                type(exc).__name__,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+
+    def stop(self, *, wait: bool = False, timeout: float | None = None) -> bool:
+        """End now: any wait ends at once; an ``evaluate`` call in progress is left to finish
+        (it counts if it returns; if it raises, the checkpoint is evaluated again after a
+        restart). With ``wait``, wait for the thread (at most ``timeout`` s). True once ended."""
+        timeout = check_optional_nonnegative("timeout", timeout)
+        self._own_stop.set()
+        return self.join(timeout) if wait else not self.is_alive()
+
+    def finish(self, *, wait: bool = True, timeout: float | None = None) -> bool:
+        """Training is done: evaluate every checkpoint complete by now, then end (as a done marker
+        does). With ``wait`` (default), wait for that (at most ``timeout`` s). True once ended."""
+        timeout = check_optional_nonnegative("timeout", timeout)
+        self._loop.finish.set()
+        return self.join(timeout) if wait else not self.is_alive()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait (at most ``timeout`` real seconds) for the thread to end; True when it has (or
+        was never started). It does not ask it to end: see :meth:`finish` and :meth:`stop`."""
+        timeout = check_optional_nonnegative("timeout", timeout)
+        thread = self._thread
+        if thread is None:
+            return True
+        if thread is threading.current_thread():
+            raise RuntimeError(f"{self!r}: join() called from its own thread (from evaluate?)")
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def is_alive(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def __enter__(self) -> SidecarEvaluator[T]:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.finish(wait=True)
+        else:
+            self.stop(wait=True)
+
+    # -- what happened ----------------------------------------------------------------------------
+
+    def statistics(self) -> SidecarStats:
+        """What the evaluator has done so far (safe to call from any thread)."""
+        return self._state.snapshot(self._follower.statistics(), self._errors.count)
+
+    def results(self) -> tuple[Evaluation[T], ...]:
+        """The latest ``keep_results`` evaluations finished, oldest first."""
+        with self._state.lock:
+            return tuple(self._loop.results)
+
+    @property
+    def errors(self) -> tuple[BaseException, ...]:
+        """The exceptions kept (the first 64), oldest first: each failed checkpoint's last error,
+        and errors of ``on_result`` and of done-marker look-ups."""
+        return self._errors.kept()
+
+    def raise_errors(self) -> None:
+        """Re-raise, in the calling thread, what was kept (nothing if nothing failed): one
+        exception as itself with its original traceback, several as an ExceptionGroup."""
+        kept, count = self._errors.kept(), self._errors.count
+        more = f" ({count} in all, the first {len(kept)} kept)" if count > len(kept) else ""
+        error = group_or_single(f"{self.name}: {count} errors{more}", kept)
+        if error is not None:
+            raise error
+
+    @property
+    def end_reason(self) -> EndReason | None:
+        """Why the evaluator ended; None while it runs or before it starts."""
+        return self.statistics().end_reason
+
+    def __repr__(self) -> str:
+        reason = self._state.end_reason
+        state = "running" if self._started and reason is None else (reason or "new")
+        return (
+            f"<SidecarEvaluator {self._follower.checkpoint_dir!r} {getattr(state, 'value', state)}>"
+        )
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            reason = self._loop.run()
+        except BaseException:
+            self._state.end(EndReason.ERROR)
+            raise
+        finally:
+            self._follower.close()
+        self._state.end(reason)
+        logger.info("%s: ended (%s); %s", self.name, reason.value, self.statistics())
+
+    # -- fork safety ------------------------------------------------------------------------------
+
+    def _running_thread_names(self) -> list[str]:
+        return [self.name] if self.is_alive() else []
+
+    def _after_fork_in_child(self) -> None:
+        self._lifecycle = threading.Lock()
+        self._errors.reinit_after_fork()
+        self._state.reinit_after_fork()

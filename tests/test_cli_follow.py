@@ -1,0 +1,308 @@
+"""`tickwork follow`: a command per checkpoint, end to end against real directories being
+written while it follows them, in a subprocess; and its pure parts (substitution, exit status)."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tickwork import Checkpoint, EndReason, SidecarStats
+from tickwork._cli._command import substitute
+from tickwork._cli._follow_run import exit_status
+
+LIMIT = 90.0  # seconds a follow run may take; reached only when something is wrong
+
+
+def zip_bytes(step: int) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/step", str(step))
+    return buffer.getvalue()
+
+
+def save(directory: Path, step: int) -> None:
+    """A torch-style checkpoint, written beside its final name and renamed into place."""
+    temporary = directory / f".tmp-{step}"
+    temporary.write_bytes(zip_bytes(step))
+    os.replace(temporary, directory / f"model_step_{step}.pt")
+
+
+def start_follow(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", "import sys, tickwork._cli as c; sys.exit(c.main())", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
+    try:
+        out, err = process.communicate(timeout=LIMIT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"tickwork follow did not end:\n{out}\n{err}")
+    return process.returncode, out, err
+
+
+def train(directory: Path, steps: range, *, marker: bool = True, gap: float = 0.05) -> None:
+    """Save checkpoints while `tickwork follow` runs, then the done marker."""
+    for step in steps:
+        save(directory, step)
+        time.sleep(gap)  # the cadence of a (fast) training run, not a wait for a result
+    if marker:
+        (directory / "DONE").touch()
+
+
+# The command evaluated per checkpoint: reads the zip, records what it was given.
+EVALUATE = textwrap.dedent(
+    """
+    import os, sys, zipfile
+    path, step, log = sys.argv[1], sys.argv[2], sys.argv[3]
+    inside = zipfile.ZipFile(path).read("archive/step").decode()
+    with open(log, "a") as out:
+        out.write(f"{step} {inside} {os.environ['TICKWORK_ATTEMPT']}\\n")
+    print(f"evaluated step {step}")
+    fail = os.environ.get("FAIL_STEP")
+    sys.exit(3 if fail == step else 0)
+    """
+)
+
+
+class TestEndToEnd:
+    def test_every_checkpoint_runs_the_command_then_the_marker_ends_it(
+        self, tmp_path: Path
+    ) -> None:
+        """While training writes checkpoints, each runs the command once, in step order, with
+        {checkpoint} and {step} substituted; the done marker ends the run with status 0."""
+        run, log = tmp_path / "run", tmp_path / "log"
+        run.mkdir()
+        process = start_follow(
+            "follow", str(run), "--done-marker", "DONE", "--",
+            sys.executable, "-c", EVALUATE, "{checkpoint}", "{step}", str(log),
+        )  # fmt: skip
+        writer = threading.Thread(target=train, args=(run, range(1, 9)))
+        writer.start()
+        code, out, err = finish(process)
+        writer.join()
+        assert code == 0, out + err
+        assert log.read_text().splitlines() == [f"{s} {s} 1" for s in range(1, 9)]
+        assert "✓ step 8  model_step_8.pt" in out
+        assert "evaluated step 3" in out  # the command's output is shown
+        assert "ended: training is done (done marker) and every checkpoint was evaluated" in out
+
+    def test_a_failing_command_is_retried_reported_and_exits_1(self, tmp_path: Path) -> None:
+        """A command failing for one checkpoint is retried, then reported; the others are
+        evaluated and the exit status is 1."""
+        run, log = tmp_path / "run", tmp_path / "log"
+        run.mkdir()
+        train(run, range(1, 4), gap=0)
+        env = dict(os.environ, FAIL_STEP="2")
+        process = subprocess.Popen(
+            [
+                sys.executable, "-c", "import sys, tickwork._cli as c; sys.exit(c.main())",
+                "follow", str(run), "--done-marker", "DONE", "--max-attempts", "2",
+                "--backoff", "0", "--quiet", "--",
+                sys.executable, "-c", EVALUATE, "{checkpoint}", "{step}", str(log),
+            ],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        code, out, err = finish(process)
+        assert code == 1, out + err
+        assert log.read_text().splitlines() == ["1 1 1", "2 2 1", "2 2 2", "3 3 1"]
+        assert "attempt 1 of 2 failed ('python" in out
+        assert "step 2  model_step_2.pt  failed after 2 attempts" in out
+        assert "evaluated step 1" not in out  # --quiet
+        assert "Traceback" not in err  # the CLI reports failed commands itself
+
+    def test_a_stall_exits_3(self, tmp_path: Path) -> None:
+        """No new checkpoint for --stall seconds ends the run with status 3."""
+        save(tmp_path, 1)
+        code, out, err = finish(start_follow("follow", str(tmp_path), "--stall", "1", "--", "true"))
+        assert code == 3, out + err
+        assert "ended: no new checkpoint within --stall: training seems to have died" in out
+
+    def test_command_timeout_fails_the_attempt(self, tmp_path: Path) -> None:
+        """A command running past --command-timeout is terminated and counts as failed."""
+        save(tmp_path, 1)
+        (tmp_path / "DONE").touch()
+        process = start_follow(
+            "follow", str(tmp_path), "--done-marker", "DONE", "--max-attempts", "1",
+            "--command-timeout", "0.5", "--", sys.executable, "-c", "import time; time.sleep(60)",
+        )  # fmt: skip
+        code, out, err = finish(process)
+        assert code == 1, out + err
+        assert "ran past --command-timeout (0.5 s)" in out
+
+    @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+    def test_a_signal_stops_cleanly_and_a_restart_resumes(
+        self, tmp_path: Path, signum: signal.Signals
+    ) -> None:
+        """SIGTERM or SIGINT ends the command (and what it started) and exits 128 + N; the
+        checkpoint it was evaluating is evaluated again by a restart with the same
+        --state-file, the finished one is not."""
+        run, state, log, pids = (
+            tmp_path / "run",
+            tmp_path / "state.json",
+            tmp_path / "log",
+            tmp_path / "pids",
+        )
+        run.mkdir()
+        save(run, 1)
+        save(run, 2)
+        script = tmp_path / "evaluate.py"
+        script.write_text(
+            textwrap.dedent(
+                f"""
+                import os, sys, time
+                step = sys.argv[1]
+                with open({str(log)!r}, "a") as out:
+                    out.write(step + "\\n")
+                if step == "2":
+                    with open({str(pids)!r}, "w") as out:
+                        out.write(str(os.getpid()))
+                    time.sleep(120)
+                """
+            )
+        )
+        # sh -c: the evaluating process is a grandchild, which the stop must reach too.
+        command = ["sh", "-c", '"$0" "$1" "$2"', sys.executable, str(script), "{step}"]
+        process = start_follow("follow", str(run), "--state-file", str(state), "--", *command)
+        limit = time.monotonic() + LIMIT
+        while not (pids.exists() and pids.read_text()):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < limit, "the command for step 2 never started"
+            time.sleep(0.05)  # a bounded look for an external process's file
+        process.send_signal(signum)
+        code, out, err = finish(process)
+        assert code == 128 + signum, out + err
+        assert f"ended: stopped by {signum.name} (exit status {128 + signum})" in out
+        pid = int(pids.read_text())
+        assert not _alive(pid), "the command outlived the stop"
+        assert log.read_text().split() == ["1", "2"]
+        (run / "DONE").touch()
+        record = "import sys; open(sys.argv[2], 'a').write(sys.argv[1])"
+        restarted = start_follow(
+            "follow", str(run), "--state-file", str(state), "--done-marker", "DONE",
+            "--", sys.executable, "-c", record, "{step}", str(log),
+        )  # fmt: skip
+        code, out, err = finish(restarted)
+        assert code == 0, out + err
+        assert log.read_text().split() == ["1", "2", "2"]
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+class TestUsage:
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (["follow", "DIR"], "Missing argument 'COMMAND...'"),
+            (["follow", "DIR", "--storage-options", "{", "--", "true"], "must be a JSON object"),
+            (["follow", "DIR", "--max-attempts", "0", "--", "true"], "0 is not in the range"),
+            (
+                ["follow", "DIR", "--backoff", "5", "--backoff-max", "1", "--", "true"],
+                "'backoff_max' must be >= backoff (5.0); got 1.0",
+            ),
+            (["follow", "FILE", "--", "true"], "'checkpoint_dir' must be a directory"),
+            (["follow", "DIR", "--done-marker", "a/b", "--", "true"], "'done_marker' must be"),
+        ],
+    )
+    def test_bad_usage_exits_2_with_a_message(
+        self, tmp_path: Path, args: list[str], message: str
+    ) -> None:
+        """Bad options, a file for the directory, or no command: status 2, a clear message,
+        no traceback."""
+        (tmp_path / "file").write_text("x")
+        args = [{"DIR": str(tmp_path), "FILE": str(tmp_path / "file")}.get(a, a) for a in args]
+        code, out, err = finish(start_follow(*args))
+        assert code == 2, out + err
+        assert message in out + err
+        assert "Traceback" not in err
+
+
+class TestPureParts:
+    def test_placeholders_are_replaced_as_text(self) -> None:
+        """{checkpoint}, {step}, {dir} and {name} are replaced; other braces stay."""
+        checkpoint = Checkpoint("/runs/a/ckpt-5", step=5)
+        args = ["eval", "--w={checkpoint}", "{step}", '{"dir": "{dir}"}', "{name}", "{other}"]
+        assert substitute(args, checkpoint, "/runs/a") == [
+            "eval", "--w=/runs/a/ckpt-5", "5", '{"dir": "/runs/a"}', "ckpt-5", "{other}",
+        ]  # fmt: skip
+
+    def test_without_placeholders_the_path_is_appended(self) -> None:
+        """A command naming no placeholder gets the checkpoint's path as its last argument."""
+        checkpoint = Checkpoint("/runs/a/ckpt-5", step=5)
+        assert substitute(["eval.sh", "-v"], checkpoint, "/runs/a") == [
+            "eval.sh",
+            "-v",
+            "/runs/a/ckpt-5",
+        ]
+
+    def test_a_checkpoint_without_a_step_gives_an_empty_step(self) -> None:
+        """{step} of a checkpoint whose name has no step is empty, not 'None'."""
+        assert substitute(["{step}"], Checkpoint("/x/last"), "/x") == [""]
+
+    @pytest.mark.parametrize(
+        ("stats", "signals", "status"),
+        [
+            (SidecarStats(evaluated=3, end_reason=EndReason.DONE), [], 0),
+            (SidecarStats(evaluated=3, end_reason=EndReason.TIMEOUT), [], 0),
+            (SidecarStats(failed=1, end_reason=EndReason.DONE), [], 1),
+            (SidecarStats(failed=1, end_reason=EndReason.STOPPED), [signal.SIGINT], 1),
+            (SidecarStats(end_reason=EndReason.STOPPED), [signal.SIGINT], 130),
+            (SidecarStats(end_reason=EndReason.STOPPED), [signal.SIGTERM], 143),
+            (SidecarStats(end_reason=EndReason.STALLED), [], 3),
+            (SidecarStats(failed=2, end_reason=EndReason.STALLED), [], 1),
+        ],
+    )
+    def test_exit_status(self, stats: SidecarStats, signals: list[int], status: int) -> None:
+        """Failures give 1, then a signal 128+N, then a stall 3; otherwise 0."""
+        assert exit_status(stats, signals) == status
+
+
+class TestTerminal:
+    def test_on_a_terminal_a_live_status_line_is_drawn(self, tmp_path: Path) -> None:
+        """With a terminal, the run draws a live status line (what is evaluated, the counts)
+        beside the per-checkpoint lines, and removes it at the end."""
+        from rich.console import Console
+
+        from tickwork._cli._follow_run import FollowConfig, follow
+
+        save(tmp_path, 1)
+        (tmp_path / "DONE").touch()
+        screen = io.StringIO()
+        console = Console(file=screen, force_terminal=True, width=120, highlight=False)
+        config = FollowConfig(
+            directory=str(tmp_path),
+            command=(sys.executable, "-c", "import time; time.sleep(1.5)"),  # several redraws
+            options={"done_marker": "DONE"},
+        )
+        assert follow(config, console) == 0
+        drawn = screen.getvalue()
+        assert "evaluating step 1 (attempt 1)" in drawn
+        assert "0 evaluated, 0 failed, 0 retried" in drawn
+        assert "step 1  model_step_1.pt" in drawn
+        assert "\x1b[?25h" in drawn  # the cursor is given back when the live line ends
