@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,19 +22,46 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_demo_trains_and_succeeds() -> None:
-    """The demo trains to the accuracy bar, stops every thread and exits 0 with a summary."""
-    result = run_cli("demo", "--steps", "1500", "--report-every", "0.05")
+def test_the_demo_trains_and_succeeds(tmp_path: Path) -> None:
+    """The demo trains to the accuracy bar, tunes spe, evaluates every checkpoint it wrote, stops
+    every thread, exits 0 with a summary, and keeps its files in --workdir."""
+    result = run_cli(
+        "demo",
+        "--steps",
+        "6000",
+        "--checkpoint-every",
+        "1500",
+        "--report-every",
+        "0.05",
+        "--workdir",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1500 of 1500" in result.stdout
-    assert "demo-progress" in result.stdout
+    assert "6000 of 6000" in result.stdout
+    assert "StepsPerExecutionTuner decisions" in result.stdout
+    assert re.search(r"never evaluated\s*│\s*0\s*│", result.stdout), result.stdout
     assert "demo ok" in result.stdout
+    checkpoints = sorted((tmp_path / "checkpoints").glob("model_step_*.npz"))
+    assert len(checkpoints) >= 4
+    assert (tmp_path / "tuner_history.csv").read_text().startswith("time,")
+    assert (tmp_path / "tuner_history.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("part", ["loader", "report"])
+@pytest.mark.parametrize("part", ["loader", "report", "evaluator"])
 def test_a_failing_part_makes_the_demo_exit_1(part: str) -> None:
-    """An exception in a loader thread or in the progress TimedThread is reported; exit 1."""
-    result = run_cli("demo", "--steps", "3000", "--report-every", "0.01", "--inject-failure", part)
+    """An exception in a loader thread, the progress TimedThread or the evaluator (a checkpoint
+    that fails every attempt) is reported; exit 1."""
+    result = run_cli(
+        "demo",
+        "--steps",
+        "3000",
+        "--checkpoint-every",
+        "1000",
+        "--report-every",
+        "0.01",
+        "--inject-failure",
+        part,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "demo failed" in result.stdout
     assert "injected failure" in result.stdout + result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -26,31 +27,57 @@ def cli(verbose: int) -> None:
 @cli.command()
 @click.option(
     "--steps",
-    default=15000,
+    default=DemoConfig.steps,
     show_default=True,
     type=click.IntRange(min=1),
     help="Training steps to run.",
 )
+@click.option(
+    "--checkpoint-every",
+    default=DemoConfig.checkpoint_every,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Steps between checkpoints.",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
 @click.option(
     "--report-every",
-    default=0.5,
+    default=DemoConfig.report_every,
     show_default=True,
     type=click.FloatRange(min=0.01),
     help="Seconds between progress reports.",
 )
 @click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the checkpoints and the tuner's history (CSV, PNG) here (default: a temporary "
+    "directory, removed at the end).",
+)
+@click.option(
     "--inject-failure",
-    type=click.Choice(["loader", "report"]),
+    type=click.Choice(["loader", "report", "evaluator"]),
     default=None,
     hidden=True,
     help="Make one part fail, to show (and test) the error path.",
 )
-def demo(steps: int, seed: int, report_every: float, inject_failure: str | None) -> int:
-    """Train a small numpy model with tickwork's threads around it; exit 1 if anything failed."""
+def demo(
+    steps: int,
+    checkpoint_every: int,
+    seed: int,
+    report_every: float,
+    workdir: Path | None,
+    inject_failure: str | None,
+) -> int:
+    """Train a small numpy model with all of tickwork around it; exit 1 if anything failed."""
     console = Console(stderr=False, highlight=False)
     config = DemoConfig(
-        steps=steps, seed=seed, report_every=report_every, inject_failure=inject_failure
+        steps=steps,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+        report_every=report_every,
+        workdir=workdir,
+        inject_failure=inject_failure,
     )
     result = run_demo(config, console)
     if not result.ok:

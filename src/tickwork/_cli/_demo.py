@@ -1,32 +1,57 @@
-"""``tickwork demo``: a real (small) training run with tickwork's threads around it.
+"""``tickwork demo``: a real (small) training run with all of tickwork around it.
 
-* Two data-loader threads (LooperThread, back to back) fill a bounded queue, under a Coordinator.
-* The training loop runs in the main thread inside ``coord.stop_on_exception()``; SIGTERM/SIGINT
-  request a clean stop (``stop_on_signals``).
+* Two data-loader threads (LooperThread, back to back) fill a bounded queue, under a Coordinator;
+  SIGTERM/SIGINT request a clean stop (``stop_on_signals``).
+* The training loop runs in calls of ``spe`` steps. Each call ends with a metrics sync (the loss
+  on a fixed probe batch, published for the reporter): a real per-call cost, which running more
+  steps per call amortises. A StepsPerExecutionTuner picks ``spe`` from the measured throughput.
+* Every ``checkpoint_every`` steps the weights are saved (``.npz``, written in place). A
+  SidecarEvaluator follows the directory and scores every checkpoint on held-out data as it
+  appears; it never sees a half-written file and misses none.
 * A TimedThread (``every``) reports progress on a fixed-rate schedule.
-* At the end: a clean stop, ``coord.join()``, and a summary of what every thread did. The exit
-  status is 1 if any thread failed or the model did not learn.
+* At the end: the evaluator finishes what is left, every thread stops, and a summary says what each
+  did. The exit status is 1 if anything failed, a checkpoint went unevaluated, or the model did
+  not learn.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import shutil
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 from rich.console import Console
-from rich.table import Table
 
-from .. import Coordinator, LooperThread, TickStats, every, stop_on_signals
-from ._toy import Blobs, Mlp
+from .. import (
+    Checkpoint,
+    CheckpointPattern,
+    Coordinator,
+    LooperThread,
+    SidecarEvaluator,
+    StepsPerExecution,
+    StepsPerExecutionTuner,
+    TickStats,
+    every,
+    stop_on_signals,
+)
+from ._demo_report import summary
+from ._toy import Array, Blobs, Mlp
 
 __all__ = ["DemoConfig", "DemoResult", "run_demo"]
 
 # The model must reach this held-out accuracy for the demo to count as a success.
 MIN_ACCURACY = 0.8
 _QUEUE_WAIT_SECONDS = 0.05  # how often a blocked loader/trainer looks at the stop request
+_CHECKPOINTS = CheckpointPattern(r"model_step_(?P<step>\d+)\.npz")
+_PROBE_SIZE = 512  # samples in the per-call metrics sync
 
 
 class InjectedFailure(RuntimeError):
@@ -35,11 +60,13 @@ class InjectedFailure(RuntimeError):
 
 @dataclass(frozen=True)
 class DemoConfig:
-    steps: int = 15000
+    steps: int = 40000
     seed: int = 0
     batch: int = 128
-    report_every: float = 0.5
+    report_every: float = 1.0
+    checkpoint_every: int = 4000
     loaders: int = 2
+    workdir: Path | None = None
     inject_failure: str | None = None
 
 
@@ -49,8 +76,15 @@ class DemoResult:
     seconds: float = 0.0
     loss: float = float("nan")
     accuracy: float = 0.0
+    spe: int = 1
+    checkpoints_written: list[int] = field(default_factory=list)
+    evaluations: list[tuple[int, float]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
-    thread_stats: dict[str, TickStats] = field(default_factory=dict)
+    tuner: StepsPerExecutionTuner | None = None
+    evaluator: SidecarEvaluator[float] | None = None
+    threads: dict[str, TickStats] = field(default_factory=dict)
+    workdir: Path | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -64,9 +98,12 @@ class _Progress:
     loss: float = float("nan")
 
 
+Batch = tuple[Array, npt.NDArray[np.int64]]
+
+
 def _loader(
     coord: Coordinator,
-    batches: queue.Queue[tuple[object, object]],
+    batches: queue.Queue[Batch],
     data: Blobs,
     seed: int,
     size: int,
@@ -92,8 +129,33 @@ def _loader(
     return thread
 
 
+def _save(model: Mlp, directory: Path, step: int) -> None:
+    weights = {"w1": model.w1, "b1": model.b1, "w2": model.w2, "b2": model.b2}
+    np.savez(directory / f"model_step_{step}.npz", **weights)
+
+
+@contextlib.contextmanager
+def _workdir(given: Path | None) -> Iterator[Path]:
+    if given is not None:
+        given.mkdir(parents=True, exist_ok=True)
+        yield given
+        return
+    path = Path(tempfile.mkdtemp(prefix="tickwork-demo-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def run_demo(config: DemoConfig, console: Console) -> DemoResult:
     """Run the demo; print progress and a summary to ``console``; return what happened."""
+    with _workdir(config.workdir) as workdir:
+        result = _run(config, console, workdir)
+        summary(console, config, result, MIN_ACCURACY)
+        return result
+
+
+def _run(config: DemoConfig, console: Console, workdir: Path) -> DemoResult:
     data = Blobs.make(config.seed)
     model = Mlp(
         features=data.centers.shape[1],
@@ -102,10 +164,14 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
         seed=config.seed,
         lr=0.05,
     )
+    x_test, y_test = data.batch(np.random.default_rng(config.seed + 999), 4000)
+    x_probe, y_probe = data.batch(np.random.default_rng(config.seed + 998), _PROBE_SIZE)
+    ckpt_dir = workdir / "checkpoints"
+    ckpt_dir.mkdir(exist_ok=True)
     coord = Coordinator()
-    batches: queue.Queue[tuple[object, object]] = queue.Queue(maxsize=16)
+    batches: queue.Queue[Batch] = queue.Queue(maxsize=64)
     progress = _Progress()
-    result = DemoResult()
+    result = DemoResult(workdir=workdir if config.workdir is not None else None)
     started = time.monotonic()
 
     loaders = [
@@ -119,14 +185,50 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
         )
         for i in range(config.loaders)
     ]
+    spe = StepsPerExecution(1)
+    tuner = StepsPerExecutionTuner(
+        lambda: progress.step, spe, max_spe=lambda: max(1, config.steps - progress.step)
+    )
+
+    first_step: list[int | None] = []
+
+    def evaluate(checkpoint: Checkpoint) -> float:
+        if config.inject_failure == "evaluator":  # the first checkpoint fails every attempt
+            if not first_step:
+                first_step.append(checkpoint.step)
+            if checkpoint.step == first_step[0]:
+                raise InjectedFailure(f"evaluator: injected failure on {checkpoint}")
+        with np.load(checkpoint) as weights:
+            scored = Mlp(
+                features=data.centers.shape[1],
+                hidden=64,
+                classes=len(data.centers),
+                seed=config.seed,
+                lr=0.0,
+            )
+            scored.w1, scored.b1 = weights["w1"], weights["b1"]
+            scored.w2, scored.b2 = weights["w2"], weights["b2"]
+        return scored.accuracy(x_test, y_test)
+
+    evaluator: SidecarEvaluator[float] = SidecarEvaluator(
+        ckpt_dir,
+        evaluate,
+        layout=_CHECKPOINTS,
+        name="demo-eval",
+        max_attempts=2,
+        backoff=0.1,
+        stop=coord,
+    )
 
     def show() -> None:
         with progress.lock:
             step, loss = progress.step, progress.loss
         rate = step / max(time.monotonic() - started, 1e-9)
+        done = evaluator.statistics()
         console.print(
-            f"step {step:>6}/{config.steps}  loss {loss:6.3f}  {rate:8.0f} steps/s  "
-            f"queue {batches.qsize():>2}"
+            f"step {step:>6}/{config.steps}  loss {loss:5.3f}  {rate:5.0f} steps/s  "
+            f"spe {int(spe):>3}  evaluated {done.evaluated:>2}",
+            no_wrap=True,
         )
 
     def report() -> None:
@@ -134,69 +236,95 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
             raise InjectedFailure("reporter: injected failure")
         show()
 
+    def next_batch() -> Batch | None:
+        while not coord.should_stop():
+            try:
+                return batches.get(timeout=_QUEUE_WAIT_SECONDS)
+            except queue.Empty:
+                continue
+        return None
+
+    def train_call(n: int) -> bool:
+        """n steps, then the per-call metrics sync; False when a stop cut it short."""
+        for _ in range(n):
+            batch = next_batch()
+            if batch is None:
+                return False
+            model.train_step(*batch)
+            with progress.lock:
+                progress.step += 1
+        probe_loss = model.loss(x_probe, y_probe)
+        with progress.lock:
+            progress.loss = probe_loss
+        return True
+
     reporter = every(config.report_every, report, name="demo-progress")
-    console.rule("tickwork demo: numpy MLP, 2 loader threads, a progress TimedThread")
+    console.rule("tickwork demo: numpy MLP; loaders, tuner, checkpoints, sidecar evaluator")
+    next_checkpoint = config.checkpoint_every
     with stop_on_signals(coord), reporter:
         for thread in loaders:
             thread.start()
-        with coord.stop_on_exception():
-            while progress.step < config.steps and not coord.should_stop():
-                try:
-                    x, y = batches.get(timeout=_QUEUE_WAIT_SECONDS)
-                except queue.Empty:
-                    continue
-                loss = model.train_step(x, y)  # type: ignore[arg-type]
-                with progress.lock:
-                    progress.step += 1
-                    progress.loss = loss
-        coord.request_stop()
+        evaluator.start()
+        tuner.start()
+        try:
+            with coord.stop_on_exception():
+                while progress.step < config.steps and not coord.should_stop():
+                    if not train_call(min(int(spe), config.steps - progress.step)):
+                        break
+                    if progress.step >= next_checkpoint or progress.step == config.steps:
+                        _save(model, ckpt_dir, progress.step)
+                        result.checkpoints_written.append(progress.step)
+                        next_checkpoint = progress.step + config.checkpoint_every
+        finally:
+            tuner.stop()
+            if coord.should_stop():
+                evaluator.stop(wait=True, timeout=30)
+            elif not evaluator.finish(timeout=60):
+                result.failures.append("the evaluator did not finish within 60 s")
+            coord.request_stop()
         try:
             coord.join(loaders, stop_grace_period_secs=10)
         except Exception as exc:  # a thread's failure, re-raised here: report it
             result.failures.append(f"{type(exc).__name__}: {exc}")
     show()  # the final state, after every thread has stopped
-    try:
-        reporter.raise_errors()
-    except Exception as exc:
-        result.failures.append(f"progress reporter: {type(exc).__name__}: {exc}")
+
+    for name, source in (
+        ("progress reporter", reporter),
+        ("tuner", tuner),
+        ("evaluator", evaluator),
+    ):
+        try:
+            source.raise_errors()
+        except Exception as exc:
+            result.failures.append(f"{name}: {type(exc).__name__}: {exc}")
 
     result.seconds = time.monotonic() - started
     result.steps = progress.step
     result.loss = progress.loss
-    x_test, y_test = data.batch(np.random.default_rng(config.seed + 999), 4000)
+    result.spe = int(spe)
     result.accuracy = model.accuracy(x_test, y_test)
+    result.tuner = tuner
+    result.evaluator = evaluator
+    result.evaluations = [
+        (e.step or 0, float(e.value)) for e in evaluator.results() if e.ok and e.value is not None
+    ]
+    result.threads = {"demo-progress": reporter.statistics()} | {
+        t.name: t.statistics() for t in loaders
+    }
+    if config.workdir is not None:
+        tuner.history.to_csv(config.workdir / "tuner_history.csv")
+        try:
+            tuner.history.plot(config.workdir / "tuner_history.png")
+        except ImportError as exc:  # the plot extra is optional: say so in the summary
+            result.notes.append(f"tuner plot not drawn: {exc}")
     if result.steps < config.steps and not result.failures:
         result.failures.append(f"stopped early at step {result.steps} of {config.steps}")
+    evaluated = {step for step, _ in result.evaluations}
+    missed = [s for s in result.checkpoints_written if s not in evaluated]
+    if missed and not result.failures:
+        result.failures.append(f"checkpoints never evaluated: steps {missed}")
     if result.accuracy < MIN_ACCURACY:
         result.failures.append(
             f"held-out accuracy {result.accuracy:.3f} is under {MIN_ACCURACY} (did not learn)"
         )
-    result.thread_stats = {"demo-progress": reporter.statistics()} | {
-        t.name: t.statistics() for t in loaders
-    }
-    _summary(console, config, result)
     return result
-
-
-def _summary(console: Console, config: DemoConfig, result: DemoResult) -> None:
-    table = Table(title="training", show_header=False)
-    table.add_row("steps", f"{result.steps} of {config.steps}")
-    table.add_row("time", f"{result.seconds:.2f} s ({result.steps / result.seconds:.0f} steps/s)")
-    table.add_row("final batch loss", f"{result.loss:.3f}")
-    table.add_row("held-out accuracy", f"{result.accuracy:.3f} (needs {MIN_ACCURACY})")
-    console.print(table)
-
-    threads = Table(title="threads")
-    for column in ("thread", "calls", "errors", "missed", "lateness p50", "lateness p99"):
-        threads.add_column(column, justify="left" if column == "thread" else "right")
-    for name, stats in result.thread_stats.items():
-        timed = name == "demo-progress"
-        threads.add_row(
-            name,
-            str(stats.calls),
-            str(stats.errors),
-            str(stats.missed) if timed else "-",
-            f"{stats.lateness_p50 * 1e3:.2f} ms" if timed else "-",
-            f"{stats.lateness_p99 * 1e3:.2f} ms" if timed else "-",
-        )
-    console.print(threads)

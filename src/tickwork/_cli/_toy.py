@@ -49,12 +49,22 @@ class Mlp:
         hidden = np.maximum(x @ self.w1 + self.b1, 0.0)
         return hidden, hidden @ self.w2 + self.b2
 
+    @staticmethod
+    def _softmax(logits: Array) -> Array:
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        probs: Array = np.exp(shifted)
+        probs /= probs.sum(axis=1, keepdims=True)
+        return probs
+
+    def loss(self, x: Array, y: npt.NDArray[np.int64]) -> float:
+        """Mean cross-entropy on (x, y), without training."""
+        probs = self._softmax(self.logits(x)[1])
+        return float(-np.log(probs[np.arange(len(y)), y] + 1e-12).mean())
+
     def train_step(self, x: Array, y: npt.NDArray[np.int64]) -> float:
         """One SGD step; returns the batch's mean cross-entropy before the update."""
         hidden, logits = self.logits(x)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        probs = np.exp(shifted)
-        probs /= probs.sum(axis=1, keepdims=True)
+        probs = self._softmax(logits)
         n = len(y)
         loss = float(-np.log(probs[np.arange(n), y] + 1e-12).mean())
         grad_logits = probs
