@@ -40,26 +40,13 @@ from typing import Any
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="tickwork-inductor-"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np
+from benchmarks import _workloads
+from benchmarks._workloads import BATCH, CLASSES, DISTINCT_BATCHES, HIDDEN, INPUTS, LR
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SPE_VALUES = (1, 2, 4, 8, 16, 64)
-BATCH, INPUTS, CLASSES, HIDDEN, LR = 64, 784, 10, 64, 1e-3
-DISTINCT_BATCHES = 256
 
 Row = dict[str, Any]
-
-
-def _data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = rng.random((DISTINCT_BATCHES * BATCH, INPUTS), dtype=np.float32)
-    y = rng.integers(0, CLASSES, DISTINCT_BATCHES * BATCH).astype(np.int32)
-    return x, y
-
-
-def _numpy_batches() -> list[tuple[np.ndarray, np.ndarray]]:
-    x, y = _data()
-    return [(x[i : i + BATCH], y[i : i + BATCH]) for i in range(0, len(x), BATCH)]
 
 
 def _timed_rate(
@@ -102,30 +89,11 @@ def _rows(workload: str, runners: dict[int, Any], rates: dict[int, list[float]])
 
 def bench_jax(rounds: int, seconds: float) -> list[Row]:
     import jax
-    import jax.numpy as jnp
 
     from tickwork.integrations.jax import MultiStepRunner
 
-    def init() -> list[dict[str, Any]]:
-        keys = jax.random.split(jax.random.key(0), 3)
-        sizes = [(INPUTS, HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, CLASSES)]
-        return [
-            {"w": jax.random.normal(k, s) * jnp.sqrt(2.0 / s[0]), "b": jnp.zeros(s[1])}
-            for k, s in zip(keys, sizes, strict=True)
-        ]
-
-    def loss_fn(params: list[dict[str, Any]], x: Any, y: Any) -> Any:
-        h = x
-        for layer in params[:-1]:
-            h = jax.nn.relu(h @ layer["w"] + layer["b"])
-        logits = h @ params[-1]["w"] + params[-1]["b"]
-        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
-
-    def step(params: Any, batch: Any) -> tuple[Any, Any]:
-        loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
-        return jax.tree.map(lambda p, g: p - LR * g, params, grads), loss
-
-    batches = _numpy_batches()
+    init, step = _workloads.jax_mlp()
+    batches = _workloads.numpy_batches()
 
     class PlainLoop:  # one jitted call per step, no runner: the baseline
         def __init__(self) -> None:
@@ -171,56 +139,13 @@ def bench_jax(rounds: int, seconds: float) -> list[Row]:
 
 def bench_torch(rounds: int, seconds: float, compile_max: int, threads: int) -> list[Row]:
     import torch
-    from torch.func import functional_call, grad_and_value
 
     from tickwork.integrations.torch import MultiStepRunner
 
     default_threads = torch.get_num_threads()
-
-    x, y = _data()
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
-    batches = [(tx[i : i + BATCH], ty[i : i + BATCH]) for i in range(0, len(tx), BATCH)]
-
-    def model() -> Any:
-        torch.manual_seed(0)
-        return torch.nn.Sequential(
-            torch.nn.Linear(INPUTS, HIDDEN),
-            torch.nn.ReLU(),
-            torch.nn.Linear(HIDDEN, HIDDEN),
-            torch.nn.ReLU(),
-            torch.nn.Linear(HIDDEN, CLASSES),
-        )
-
-    def imperative_step() -> Callable[[Any], Any]:
-        net = model()
-        optimizer = torch.optim.SGD(net.parameters(), lr=LR)
-
-        def step(batch: Any) -> Any:
-            optimizer.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(net(batch[0]), batch[1])
-            loss.backward()
-            optimizer.step()
-            return loss.detach()
-
-        return step
-
-    def functional_step() -> Callable[[Any], Any]:
-        net = model()
-        params = {k: v.detach().clone() for k, v in net.named_parameters()}
-
-        def loss_fn(p: dict[str, Any], bx: Any, by: Any) -> Any:
-            return torch.nn.functional.cross_entropy(functional_call(net, p, (bx,)), by)
-
-        grad_fn = grad_and_value(loss_fn)
-
-        def step(batch: Any) -> Any:
-            grads, loss = grad_fn(params, *batch)
-            with torch.no_grad():
-                for key in params:
-                    params[key].sub_(LR * grads[key])
-            return loss
-
-        return step
+    batches = _workloads.torch_batches()
+    imperative_step = _workloads.torch_imperative_step
+    functional_step = _workloads.torch_functional_step
 
     def make(step: Callable[[Any], Any], mode: str, spe: int) -> Any:
         runner = MultiStepRunner(step, itertools.cycle(batches), mode=mode, spe=spe, max_spe=64)
@@ -276,7 +201,7 @@ def bench_keras(rounds: int, torch_threads: int) -> tuple[list[Row], list[str]]:
         )
         return net
 
-    x, y = _data()
+    x, y = _workloads.data()
     backend = keras.backend.backend()
     refused = None
     candidates: tuple[int, ...] = SPE_VALUES
