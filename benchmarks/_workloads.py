@@ -6,6 +6,7 @@ Frameworks are imported inside the functions, so importing this module imports n
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,18 @@ def data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     x = rng.random((DISTINCT_BATCHES * BATCH, INPUTS), dtype=np.float32)
     y = rng.integers(0, CLASSES, DISTINCT_BATCHES * BATCH).astype(np.int32)
     return x, y
+
+
+def steps_per_second(runner: Any, seconds: float) -> float:
+    """Steps/s of ``runner`` (``run()``, ``sync()``, ``counter()``, as tickwork's SpeRunner) over
+    about ``seconds``, after one untimed call."""
+    runner.run()
+    runner.sync()
+    first, started = runner.counter(), time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        runner.run()
+    runner.sync()
+    return (runner.counter() - first) / (time.perf_counter() - started)
 
 
 def numpy_batches() -> list[tuple[np.ndarray, np.ndarray]]:

@@ -49,26 +49,12 @@ SPE_VALUES = (1, 2, 4, 8, 16, 64)
 Row = dict[str, Any]
 
 
-def _timed_rate(
-    run: Callable[[], int], settle: Callable[[], None], count: Callable[[], int], seconds: float
-) -> float:
-    run()
-    settle()
-    first = count()
-    started = time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        run()
-    settle()
-    return (count() - first) / (time.perf_counter() - started)
-
-
 def _rounds(runners: dict[int, Any], rounds: int, seconds: float) -> dict[int, list[float]]:
     rates: dict[int, list[float]] = {spe: [] for spe in runners}
     for index in range(rounds):
         order = list(runners) if index % 2 == 0 else list(reversed(runners))
         for spe in order:
-            runner = runners[spe]
-            rates[spe].append(_timed_rate(runner.run, runner.sync, runner.counter, seconds))
+            rates[spe].append(_workloads.steps_per_second(runners[spe], seconds))
     return rates
 
 

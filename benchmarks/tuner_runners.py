@@ -40,23 +40,13 @@ from benchmarks import _workloads
 WINDOW_SECONDS = 1.0
 
 
-def _rate(runner: Any, seconds: float) -> float:
-    runner.run()
-    runner.sync()
-    first, started = runner.counter(), time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        runner.run()
-    runner.sync()
-    return (runner.counter() - first) / (time.perf_counter() - started)
-
-
 def _fixed(
     runners: dict[int, Any], rates: dict[int, list[float]], rounds: range, seconds: float
 ) -> None:
     for index in rounds:
         order = list(runners) if index % 2 == 0 else list(reversed(runners))
         for spe in order:
-            rates[spe].append(_rate(runners[spe], seconds))
+            rates[spe].append(_workloads.steps_per_second(runners[spe], seconds))
 
 
 def _tune(make: Any, seconds: float) -> tuple[list[tuple[float, int]], Any, Any]:
