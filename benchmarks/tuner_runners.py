@@ -2,7 +2,7 @@
 
 Run from the repository root in the bench venv (make bench-venv):
 
-    .bench-venv/bin/python -m benchmarks.tuner_runners [--seconds 60] [--fixed-seconds 2]
+    .bench-venv/bin/python -m benchmarks.tuner_runners   # --seconds 60 --fixed-seconds 1 --rounds 4
 
 The seed's workload (benchmarks/_workloads.py: MLP 784-64-64-10, SGD, batch 64) on
 ``tickwork.integrations.jax.MultiStepRunner`` (lax.scan) and on
@@ -14,10 +14,13 @@ in a fresh interpreter:
   after it (throughput drifts on a shared machine); the best mean is "the best fixed throughput";
 * the tuner with its defaults and ``candidates=runner.candidates``, from spe 1, on a fresh runner
   that has compiled nothing (the compilations are part of what the tuner pays), for
-  ``--seconds``: after every call (time, counter). *time to 90% / 95%* = the end of the first 1 s
-  window whose throughput reaches that fraction of the best fixed; *mean fraction* = steps in the
-  run / (run time x best fixed); *final spe*; *values used*; *compile s* = the runner's compile
-  log.
+  ``--seconds``, recording (time, steps, spe) after every call. The trace is analysed by
+  benchmarks/tuner.py's ``analyse``, so the figures mean what they mean for the TensorFlow
+  tuner benchmark: *time to 90% / 95%* = the end of the first 1 s window whose throughput reaches
+  that fraction of the best fixed; *mean fraction* = steps in the run / (run time x best fixed);
+  *choice fraction* = the fixed sweep's throughput at each call's spe, weighted by the call's
+  time (the worth of the choices without the load swings); *final spe*; *values used*;
+  *compile s* = the runner's compile log.
 
 torch.compile mode is not measured here: each spe costs 9-27 s of compilation on this CPU
 (benchmarks/frameworks.py), more than a tuning run should spend.
@@ -36,8 +39,7 @@ import time
 from typing import Any
 
 from benchmarks import _workloads
-
-WINDOW_SECONDS = 1.0
+from benchmarks.tuner import analyse
 
 
 def _fixed(
@@ -49,44 +51,22 @@ def _fixed(
             rates[spe].append(_workloads.steps_per_second(runners[spe], seconds))
 
 
-def _tune(make: Any, seconds: float) -> tuple[list[tuple[float, int]], Any, Any]:
+def _tune(make: Any, seconds: float) -> tuple[list[list[float]], Any]:
+    """The tuner from spe 1 on a fresh runner; the trace is (time, steps, spe) after every call,
+    as benchmarks/tuner.py records it."""
     from tickwork import StepsPerExecutionTuner
 
     runner = make(1)
     tuner = StepsPerExecutionTuner(runner.counter, runner.spe, candidates=runner.candidates)
-    trace = [(0.0, 0)]
+    trace: list[list[float]] = [[0.0, 0, 1]]
     started = time.perf_counter()
     with tuner:
-        while (now := time.perf_counter() - started) < seconds:
+        while trace[-1][0] < seconds:
+            spe = int(runner.spe)
             runner.run()
-            trace.append((now, runner.counter()))
+            trace.append([time.perf_counter() - started, runner.counter(), spe])
     runner.sync()
-    return trace, tuner, runner
-
-
-def _report(
-    trace: list[tuple[float, int]], best: float, tuner: Any, runner: Any, seconds: float
-) -> dict[str, Any]:
-    def first_time(fraction: float) -> float | None:
-        start = 0
-        for t, count in trace:
-            while trace[start][0] < t - WINDOW_SECONDS:
-                start += 1
-            t0, c0 = trace[start]
-            if t - t0 >= WINDOW_SECONDS * 0.9 and (count - c0) / (t - t0) >= fraction * best:
-                return t
-        return None
-
-    decided = ("probe", "settle", "retune", "clamp")
-    values = sorted({1} | {r.next_spe for r in tuner.history.records() if r.decision in decided})
-    return {
-        "t90": first_time(0.90),
-        "t95": first_time(0.95),
-        "mean_fraction": trace[-1][1] / (trace[-1][0] * best),
-        "final_spe": int(runner.spe),
-        "values": values,
-        "compile_s": runner.compile_log.total_seconds(),
-    }
+    return trace, runner
 
 
 def child(workload: str, seconds: float, fixed_seconds: float, rounds: int) -> dict[str, Any]:
@@ -124,11 +104,11 @@ def child(workload: str, seconds: float, fixed_seconds: float, rounds: int) -> d
     # Throughput drifts on a shared machine: half the fixed rounds before the tuner, half after.
     before = (rounds + 1) // 2
     _fixed(runners, rates, range(before), fixed_seconds)
-    trace, tuner, runner = _tune(make, seconds)
+    trace, runner = _tune(make, seconds)
     _fixed(runners, rates, range(before, rounds), fixed_seconds)
     fixed = {spe: sum(r) / len(r) for spe, r in rates.items()}
     best_spe = max(fixed, key=fixed.__getitem__)
-    result = _report(trace, fixed[best_spe], tuner, runner, seconds)
+    result = analyse(trace, fixed, seconds) | {"compile_s": runner.compile_log.total_seconds()}
     # JSON keys are strings: send the sweep as pairs.
     return {"label": label, "fixed": sorted(fixed.items()), "best_spe": best_spe} | result
 
@@ -136,8 +116,8 @@ def child(workload: str, seconds: float, fixed_seconds: float, rounds: int) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--fixed-seconds", type=float, default=2.0)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--fixed-seconds", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--skip", choices=["jax", "torch"], action="append", default=[])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -182,16 +162,17 @@ def main() -> None:
     )
     print(
         "| workload | fixed spe, steps/s | best fixed | tuner: time to 90% | to 95% | "
-        "mean fraction | final spe | values used | compile s |"
+        "mean fraction | choice fraction | final spe | values used | compile s |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         sweep = dict(row["fixed"])
         fixed = ", ".join(f"{spe}: {rate:.0f}" for spe, rate in sweep.items())
         best = f"{sweep[row['best_spe']]:.0f} at {row['best_spe']}"
         print(
             f"| {row['label']} | {fixed} | {best} | {seconds(row['t90'])} | "
-            f"{seconds(row['t95'])} | {row['mean_fraction']:.2f} | {row['final_spe']} | "
+            f"{seconds(row['t95'])} | {row['mean_fraction']:.2f} | "
+            f"{row['choice_fraction']:.2f} | {row['final_spe']} | "
             f"{', '.join(map(str, row['values']))} | {row['compile_s']:.1f} |"
         )
 
