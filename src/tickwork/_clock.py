@@ -13,7 +13,20 @@ import threading
 import time
 from typing import Protocol, runtime_checkable
 
-__all__ = ["MONOTONIC", "Clock", "MonotonicClock", "Waitable", "as_waitable"]
+__all__ = [
+    "FOREIGN_STOP_POLL",
+    "MONOTONIC",
+    "Clock",
+    "MonotonicClock",
+    "Waitable",
+    "any_stop",
+    "as_waitable",
+    "check_clock",
+]
+
+# Seconds. A combined stop signal blocks on one of its parts; a part that cannot be subscribed to
+# (a foreign Event or coordinator) is looked at this often while it waits on another one.
+FOREIGN_STOP_POLL = 0.02
 
 
 @runtime_checkable
@@ -85,6 +98,18 @@ MONOTONIC: Clock = MonotonicClock()
 """The process-wide real clock; what every tickwork object uses unless given another."""
 
 
+def check_clock(clock: object, *, argument: str = "clock") -> Clock:
+    """``clock`` itself, or :data:`MONOTONIC` for None; anything else is a TypeError naming it."""
+    if clock is None:
+        return MONOTONIC
+    if not isinstance(clock, Clock):
+        raise TypeError(
+            f"'{argument}' must be a tickwork.Clock (e.g. tickwork.testing.FakeClock) or None; "
+            f"got {clock!r}"
+        )
+    return clock
+
+
 class _CoordinatorWaitable:
     """Adapts anything with ``should_stop()``/``wait_for_stop(timeout)`` (a Coordinator, tickwork's
     or TensorFlow's) to :class:`Waitable`."""
@@ -132,3 +157,58 @@ def as_waitable(stop: object, *, argument: str = "stop") -> Waitable | None:
         f"'{argument}' must be a threading.Event (anything with is_set() and wait()) or a "
         f"Coordinator (anything with should_stop() and wait_for_stop()); got {stop!r}"
     )
+
+
+class _AnyStop:
+    """Set when any of its parts is set (see :func:`any_stop`)."""
+
+    __slots__ = ("__weakref__", "_block_on", "_joined", "_others", "_parts")
+
+    def __init__(self, parts: tuple[Waitable, ...]) -> None:
+        from ._sync import SignalSafeEvent
+
+        self._parts = parts
+        # tickwork's own events call back into `_joined` when set; the rest are waited on or polled.
+        self._joined = SignalSafeEvent()
+        foreign = [p for p in parts if not isinstance(p, SignalSafeEvent)]
+        self._block_on: Waitable = foreign[0] if foreign else self._joined
+        self._others = tuple(foreign[1:]) if foreign else ()
+        for part in parts:
+            if isinstance(part, SignalSafeEvent):
+                part.subscribe(self._joined.set)
+
+    def is_set(self) -> bool:
+        return any(part.is_set() for part in self._parts)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        polled = self._others or self._block_on is not self._joined
+        if not polled:
+            return self._joined.wait(timeout)
+        deadline = None if timeout is None else MONOTONIC.now() + max(timeout, 0.0)
+        while True:
+            if self._joined.is_set() or self.is_set():
+                return True
+            remaining = FOREIGN_STOP_POLL if deadline is None else deadline - MONOTONIC.now()
+            if remaining <= 0:
+                return False
+            if self._block_on.wait(min(remaining, FOREIGN_STOP_POLL)):
+                return True
+
+    def __repr__(self) -> str:
+        return f"<stop signal: any of {', '.join(repr(p) for p in self._parts)}>"
+
+
+def any_stop(*stops: Waitable | None) -> Waitable | None:
+    """One stop signal that is set when any of ``stops`` is (None entries are ignored).
+
+    Returns None when none is given and the signal itself when one is. tickwork's own events wake
+    a waiter at once; a foreign one (a plain :class:`threading.Event`, TensorFlow's coordinator) is
+    blocked on when it is the only one, and otherwise looked at every :data:`FOREIGN_STOP_POLL`
+    seconds.
+    """
+    parts = tuple(stop for stop in stops if stop is not None)
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return _AnyStop(parts)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["callable_name"]
+__all__ = ["THREAD_PREFIX", "callable_name", "thread_name"]
+
+THREAD_PREFIX = "tickwork:"
+"""Every tickwork thread's name starts with this, so a leak or a thread dump is easy to spot."""
+
+
+def thread_name(what: str) -> str:
+    """The name of a thread tickwork starts: ``tickwork:TimedThread(log)``."""
+    return what if what.startswith(THREAD_PREFIX) else THREAD_PREFIX + what
 
 
 def callable_name(fn: object) -> str:
