@@ -51,7 +51,7 @@ from tensorflow.python.training.checkpoint_utils import (
 )
 
 import tickwork
-from tickwork._checkpoints._resume import ResumePoint, save_resume
+from tickwork._checkpoints._consumer import ResumePoint, save_resume
 
 tf.get_logger().setLevel("ERROR")
 

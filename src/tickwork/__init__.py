@@ -17,14 +17,16 @@ from ._checkpoints._api import latest_checkpoint as latest_checkpoint
 from ._checkpoints._api import wait_for_new_checkpoint as wait_for_new_checkpoint
 from ._checkpoints._checkpoint import Checkpoint as Checkpoint
 from ._checkpoints._checkpoint import FollowerStats as FollowerStats
-from ._checkpoints._ending import EndReason as EndReason
 from ._checkpoints._evaluation import Evaluation as Evaluation
 from ._checkpoints._evaluation import Outcome as Outcome
 from ._checkpoints._evaluation import SidecarStats as SidecarStats
 from ._checkpoints._follower import CheckpointFollower as CheckpointFollower
 from ._checkpoints._layouts import CheckpointPattern as CheckpointPattern
 from ._checkpoints._layouts import Layout as Layout
+from ._checkpoints._options import FollowOptions as FollowOptions
+from ._checkpoints._options import Watch as Watch
 from ._checkpoints._sidecar import SidecarEvaluator as SidecarEvaluator
+from ._checkpoints._sidecar_policy import EndReason as EndReason
 from ._clock import Clock as Clock
 from ._clock import MonotonicClock as MonotonicClock
 from ._clock import Waitable as Waitable
@@ -53,6 +55,7 @@ __all__ = [
     "Coordinator",
     "EndReason",
     "Evaluation",
+    "FollowOptions",
     "FollowerStats",
     "Layout",
     "LooperThread",
@@ -70,6 +73,7 @@ __all__ = [
     "TuningHistory",
     "TuningRecord",
     "Waitable",
+    "Watch",
     "checkpoints_iterator",
     "every",
     "latest_checkpoint",

@@ -261,7 +261,7 @@ class TestDeletion:
             assert f.next_checkpoint(timeout=0) is None
             torch_files(storage, 1, 2)
             clock.advance(1.0)
-            f._view.refresh()
+            f.rescan()
             storage.remove("model_step_1.pt")
             clock.advance(1.0)
             assert drain(f) == [2]

@@ -5,18 +5,16 @@ from __future__ import annotations
 import pytest
 
 from tickwork import Layout
-from tickwork._checkpoints._formats import FileCheck, Structure
-from tickwork._checkpoints._layouts import scheme_for
-from tickwork._checkpoints._policy import (
+from tickwork._checkpoints._completeness import (
     Status,
-    choose_next,
-    classify_deletion,
     decide_directory,
     decide_file,
     decide_tensorflow,
-    next_poll_interval,
-    sort_key,
 )
+from tickwork._checkpoints._formats import FileCheck, Structure
+from tickwork._checkpoints._layouts import scheme_for, sort_key
+from tickwork._checkpoints._next import choose_next, classify_deletion
+from tickwork._checkpoints._watching import next_poll_interval
 
 COMPLETE = FileCheck(Structure.COMPLETE, "zip", "ok")
 INCOMPLETE = FileCheck(Structure.INCOMPLETE, "zip", "writing")

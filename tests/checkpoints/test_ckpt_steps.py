@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tickwork._checkpoints._steps import (
+from tickwork._checkpoints._layouts import (
     epoch_from_name,
     split_suffix,
     step_from_name,

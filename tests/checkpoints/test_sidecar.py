@@ -22,7 +22,9 @@ from tickwork import (
     Outcome,
     SidecarEvaluator,
 )
-from tickwork._checkpoints._sidecar_state import StopEither
+from tickwork._clock import any_stop
+from tickwork._naming import thread_name
+from tickwork._sync import SignalSafeEvent
 from tickwork.testing import FakeClock
 
 REAL_WAIT = 30.0  # real seconds a test waits for a thread it started; reached only on failure
@@ -428,7 +430,9 @@ class TestThread:
         clock.wait_for_sleepers(1)
         clock.advance(0.25)
         assert ev.join(REAL_WAIT)
-        assert names == ["SidecarEvaluator(/mem/run)"]
+        assert names == [
+            thread_name("SidecarEvaluator(/mem/run)")
+        ]  # tickwork:SidecarEvaluator(...)
         with pytest.raises(RuntimeError, match="runs once"):
             ev.run()
 
@@ -501,9 +505,11 @@ class TestStop:
         assert ev.end_reason is EndReason.STOPPED
 
     def test_either_stop_wakes_a_wait_on_the_other(self) -> None:
-        """The combined stop signal ends a wait when either of its two events is set."""
-        own, user = threading.Event(), threading.Event()
-        either = StopEither(own, user)
+        """The combined stop signal ends a wait when either of its two events is set (the
+        evaluator's own, a tickwork event, and the user's, a plain one)."""
+        own, user = SignalSafeEvent(), threading.Event()
+        either = any_stop(own, user)
+        assert either is not None
         assert not either.wait(0.01)
         threading.Timer(0.05, own.set).start()
         began = time.monotonic()

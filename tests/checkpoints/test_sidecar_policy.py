@@ -8,16 +8,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tickwork._checkpoints._ending import (
+from tickwork._checkpoints._sidecar_policy import (
+    AfterFailure,
     EndReason,
     EndRules,
     Idle,
     IdleAction,
+    RetryPolicy,
+    after_failure,
     end_after_checkpoint,
     wait_limit,
     when_idle,
 )
-from tickwork._checkpoints._retry import RetryPolicy, Verdict, after_failure
 
 
 class TestBackoff:
@@ -79,35 +81,35 @@ class TestBackoff:
 class TestAfterFailure:
     policy = RetryPolicy(max_attempts=3, backoff=1.0, backoff_factor=2.0, backoff_max=60.0)
 
-    def decide(self, attempts: int, **facts: bool) -> tuple[Verdict, float]:
+    def decide(self, attempts: int, **facts: bool) -> tuple[AfterFailure, float]:
         facts = {"stopping": False, "retryable": True, "still_there": True, **facts}
         return after_failure(self.policy, attempts, **facts)
 
     def test_retries_with_growing_delays_then_gives_up(self) -> None:
         """Attempts 1 and 2 are retried after 1 s and 2 s; after attempt 3 it gives up."""
-        assert self.decide(1) == (Verdict.RETRY, 1.0)
-        assert self.decide(2) == (Verdict.RETRY, 2.0)
-        assert self.decide(3) == (Verdict.GIVE_UP, 0.0)
+        assert self.decide(1) == (AfterFailure.RETRY, 1.0)
+        assert self.decide(2) == (AfterFailure.RETRY, 2.0)
+        assert self.decide(3) == (AfterFailure.GIVE_UP, 0.0)
 
     def test_a_stop_interrupts_rather_than_retries_or_fails(self) -> None:
         """With a stop requested the checkpoint is neither retried nor reported as failed."""
-        assert self.decide(1, stopping=True) == (Verdict.INTERRUPTED, 0.0)
-        assert self.decide(3, stopping=True, still_there=False) == (Verdict.INTERRUPTED, 0.0)
+        assert self.decide(1, stopping=True) == (AfterFailure.INTERRUPTED, 0.0)
+        assert self.decide(3, stopping=True, still_there=False) == (AfterFailure.INTERRUPTED, 0.0)
 
     def test_a_deleted_checkpoint_is_not_retried(self) -> None:
         """Gone (max_to_keep) means retrying cannot help: DELETED, even with attempts left."""
-        assert self.decide(1, still_there=False) == (Verdict.DELETED, 0.0)
-        assert self.decide(3, still_there=False) == (Verdict.DELETED, 0.0)
+        assert self.decide(1, still_there=False) == (AfterFailure.DELETED, 0.0)
+        assert self.decide(3, still_there=False) == (AfterFailure.DELETED, 0.0)
 
     def test_errors_not_to_retry_give_up_at_once(self) -> None:
         """An error outside retry_on fails on the first attempt."""
-        assert self.decide(1, retryable=False) == (Verdict.GIVE_UP, 0.0)
+        assert self.decide(1, retryable=False) == (AfterFailure.GIVE_UP, 0.0)
 
     def test_one_attempt_never_retries(self) -> None:
         """max_attempts=1 gives up after the first failure."""
         policy = RetryPolicy(max_attempts=1)
         verdict = after_failure(policy, 1, stopping=False, retryable=True, still_there=True)
-        assert verdict == (Verdict.GIVE_UP, 0.0)
+        assert verdict == (AfterFailure.GIVE_UP, 0.0)
 
 
 def idle(**fields: object) -> Idle:

@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
-from .._clock import MONOTONIC, Clock
+from .._clock import Clock, check_clock
 from .._validate import check_nonnegative, check_optional_nonnegative, check_positive
 from ._checkpoint import Checkpoint, FollowerStats
-from ._follower import CheckpointFollower, Watch
+from ._follower import CheckpointFollower, StopArgument
 from ._layouts import CheckpointPattern, Layout
+from ._options import DEFAULTS, FollowOptions, Watch, resolve_options
 
 __all__ = [
     "CheckpointIterator",
@@ -27,6 +28,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_D = DEFAULTS
 
 
 class CheckpointIterator(Iterator[Checkpoint]):
@@ -72,7 +75,7 @@ class CheckpointIterator(Iterator[Checkpoint]):
         follower.done()
         if self._last_yield is not None and self._min_interval > 0:
             remaining = self._last_yield + self._min_interval - self._clock.now()
-            if remaining > 0 and self._clock.wait(follower._stop, remaining):
+            if remaining > 0 and self._clock.wait(follower.stop_signal, remaining):
                 self._finish()
         while True:
             checkpoint = follower.next_checkpoint(self._timeout)
@@ -118,7 +121,7 @@ class CheckpointIterator(Iterator[Checkpoint]):
         # An abandoned iterator must not leave its watcher thread running.
         follower = getattr(self, "_follower", None)
         if follower is not None and not follower.stopped:
-            follower._abandon()
+            follower.abandon()
 
     def __repr__(self) -> str:
         return f"<CheckpointIterator over {self._follower!r}>"
@@ -130,19 +133,20 @@ def checkpoints_iterator(
     timeout: float | None = None,
     timeout_fn: Callable[[], object] | None = None,
     *,
-    skip_to_latest: bool = True,
-    layout: Layout | str | CheckpointPattern = Layout.AUTO,
-    stop: object = None,
-    state_file: str | os.PathLike[str] | None = None,
-    hold: bool = False,
-    hold_dir: str | os.PathLike[str] | None = None,
-    watch: Watch | str = Watch.AUTO,
-    poll_interval: float = 1.0,
-    max_poll_interval: float | None = None,
-    settle_secs: float = 1.0,
-    latest_filename: str | None = None,
-    storage_options: Mapping[str, Any] | None = None,
+    skip_to_latest: bool = _D.skip_to_latest,
+    layout: Layout | str | CheckpointPattern = _D.layout,
+    stop: StopArgument = None,
+    state_file: str | os.PathLike[str] | None = _D.state_file,
+    hold: bool = _D.hold,
+    hold_dir: str | os.PathLike[str] | None = _D.hold_dir,
+    watch: Watch | str = _D.watch,
+    poll_interval: float = _D.poll_interval,
+    max_poll_interval: float | None = _D.max_poll_interval,
+    settle_secs: float = _D.settle_secs,
+    latest_filename: str | None = _D.latest_filename,
+    storage_options: Mapping[str, Any] | None = _D.storage_options,
     clock: Clock | None = None,
+    options: FollowOptions | None = None,
 ) -> CheckpointIterator:
     """Continuously yield new checkpoints as they appear, like ``tf.train.checkpoints_iterator``.
 
@@ -159,8 +163,10 @@ def checkpoints_iterator(
         skip_to_latest: True (TensorFlow's behaviour) yields the newest checkpoint each time,
             skipping older ones not yielded yet; False yields every complete checkpoint once,
             in step order.
-        layout, stop, state_file, hold, hold_dir, watch, poll_interval, max_poll_interval,
-        settle_secs, latest_filename, storage_options, clock: see :class:`CheckpointFollower`.
+        layout, state_file, hold, hold_dir, watch, poll_interval, max_poll_interval,
+        settle_secs, latest_filename, storage_options: see :class:`FollowOptions`; or
+        ``options``, all of them (with skip_to_latest) as one record.
+        stop, clock: see :class:`CheckpointFollower`.
 
     Yields:
         :class:`Checkpoint` objects: the checkpoint path as a ``str`` (for TensorFlow layouts
@@ -188,13 +194,14 @@ def checkpoints_iterator(
         latest_filename=latest_filename,
         storage_options=storage_options,
         clock=clock,
+        options=options,
     )
     return CheckpointIterator(
         follower,
         min_interval_secs=min_interval,
         timeout=timeout,
         timeout_fn=timeout_fn,
-        clock=clock or MONOTONIC,
+        clock=check_clock(clock),
     )
 
 
@@ -204,37 +211,38 @@ def wait_for_new_checkpoint(
     seconds_to_sleep: float = 1,
     timeout: float | None = None,
     *,
-    layout: Layout | str | CheckpointPattern = Layout.AUTO,
-    stop: object = None,
-    watch: Watch | str = Watch.AUTO,
-    settle_secs: float = 1.0,
-    latest_filename: str | None = None,
-    storage_options: Mapping[str, Any] | None = None,
+    layout: Layout | str | CheckpointPattern = _D.layout,
+    stop: StopArgument = None,
+    watch: Watch | str = _D.watch,
+    settle_secs: float = _D.settle_secs,
+    latest_filename: str | None = _D.latest_filename,
+    storage_options: Mapping[str, Any] | None = _D.storage_options,
     clock: Clock | None = None,
+    options: FollowOptions | None = None,
 ) -> Checkpoint | None:
     """Wait until a checkpoint other than ``last_checkpoint`` is the latest one, and return it.
 
     As ``tf.train.wait_for_new_checkpoint``: returns the latest complete checkpoint as soon as
     its path differs from ``last_checkpoint``; None when ``timeout`` seconds pass first (or
     ``stop`` is set). ``seconds_to_sleep`` is the polling interval where the directory is polled
-    (event-driven watching reacts at once).
+    (event-driven watching reacts at once). The other keywords are :class:`FollowOptions`'s
+    (``options``: all of them as one record, ``seconds_to_sleep`` included as ``poll_interval``).
     """
     interval = check_positive("seconds_to_sleep", seconds_to_sleep)
     timeout = check_optional_nonnegative("timeout", timeout)
     last = None if last_checkpoint is None else os.fspath(last_checkpoint)
-    with CheckpointFollower(
-        checkpoint_dir,
-        layout=layout,
-        stop=stop,
-        watch=watch,
+    given = FollowOptions(
+        layout=layout,  # type: ignore[arg-type] # checked (and converted) by the record
+        watch=watch,  # type: ignore[arg-type]
         poll_interval=interval,
         settle_secs=settle_secs,
         latest_filename=latest_filename,
         storage_options=storage_options,
-        clock=clock,
-    ) as follower:
+    )
+    chosen = resolve_options(options, given)
+    clock_ = check_clock(clock)
+    with CheckpointFollower(checkpoint_dir, stop=stop, clock=clock_, options=chosen) as follower:
         logger.info("Waiting for new checkpoint at %s", follower.checkpoint_dir)
-        clock_ = clock or MONOTONIC
         deadline = None if timeout is None else clock_.now() + timeout
         while not follower.stopped:
             found = follower.latest()
@@ -243,7 +251,7 @@ def wait_for_new_checkpoint(
                 return found
             if deadline is not None and clock_.now() >= deadline:
                 break
-            follower._view.sleep(deadline)
+            follower.wait(None if deadline is None else max(0.0, deadline - clock_.now()))
     return None
 
 
@@ -251,8 +259,8 @@ def latest_checkpoint(
     checkpoint_dir: str | os.PathLike[str],
     latest_filename: str | None = None,
     *,
-    layout: Layout | str | CheckpointPattern = Layout.AUTO,
-    storage_options: Mapping[str, Any] | None = None,
+    layout: Layout | str | CheckpointPattern = _D.layout,
+    storage_options: Mapping[str, Any] | None = _D.storage_options,
 ) -> Checkpoint | None:
     """The latest complete checkpoint in ``checkpoint_dir`` now, or None (also when the directory
     does not exist).

@@ -1,12 +1,14 @@
-"""What a follower hands out (:class:`Checkpoint`) and what it has done (:class:`FollowerStats`)."""
+"""What a follower hands out (:class:`Checkpoint`) and what it has done (:class:`FollowerStats`,
+counted by :class:`Counters`)."""
 
 from __future__ import annotations
 
 import posixpath
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Checkpoint", "FollowerStats"]
+__all__ = ["Checkpoint", "Counters", "FollowerStats"]
 
 
 def _rebuild(
@@ -129,3 +131,34 @@ class FollowerStats:
     layout: str | None = None
     last_step: int | None = None
     resumed_from: int | None = None
+
+
+_NAMES = (
+    "yielded",
+    "skipped",
+    "deleted_before_reached",
+    "rejected",
+    "errors",
+    "scans",
+    "change_batches",
+)
+
+
+class Counters:
+    """Counts what a follower did; read from any thread with :meth:`snapshot`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values = dict.fromkeys(_NAMES, 0)
+
+    def add(self, **deltas: int) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                self._values[name] += delta
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._values)
+
+    def reinit_after_fork(self) -> None:
+        self._lock = threading.Lock()

@@ -1,16 +1,18 @@
 """What a sidecar evaluator reports: one :class:`Evaluation` per checkpoint it finished, and
-:class:`SidecarStats` for the whole run (frozen snapshots; they never change)."""
+:class:`SidecarStats` for the whole run (frozen snapshots; they never change), counted by
+:class:`RunState` (read from any thread)."""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, TypeVar
 
 from ._checkpoint import Checkpoint, FollowerStats
-from ._ending import EndReason
+from ._sidecar_policy import EndReason
 
-__all__ = ["Evaluation", "Outcome", "SidecarStats"]
+__all__ = ["Evaluation", "Outcome", "RunState", "SidecarStats"]
 
 T = TypeVar("T")
 
@@ -115,3 +117,64 @@ class SidecarStats:
     def finished(self) -> int:
         """Checkpoints evaluated or failed (what ``max_evaluations`` counts)."""
         return self.evaluated + self.failed
+
+
+class RunState:
+    """The counters behind :meth:`SidecarEvaluator.statistics`, behind one lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._stats = SidecarStats()
+        self._deleted = 0
+
+    def set(self, **changes: object) -> None:
+        with self.lock:
+            self._stats = replace(self._stats, **changes)  # type: ignore[arg-type]
+
+    def begin(self, checkpoint: Checkpoint, attempt: int) -> None:
+        with self.lock:
+            stats = self._stats
+            retries = stats.retries + (1 if attempt > 1 else 0)
+            self._stats = replace(stats, current=checkpoint, attempt=attempt, retries=retries)
+
+    def interrupted(self) -> None:
+        with self.lock:
+            stats = self._stats
+            self._stats = replace(stats, interrupted=stats.interrupted + 1, current=None, attempt=0)
+
+    def finish(self, record: Evaluation[Any]) -> int:
+        """Count a finished checkpoint; how many are finished (evaluated or failed)."""
+        with self.lock:
+            stats = replace(self._stats, current=None, attempt=0)
+            if record.outcome is Outcome.EVALUATED:
+                stats = replace(stats, evaluated=stats.evaluated + 1, last_step=record.step)
+            elif record.outcome is Outcome.FAILED:
+                stats = replace(stats, failed=stats.failed + 1, last_step=record.step)
+            else:
+                self._deleted += 1
+            self._stats = stats
+            return stats.finished
+
+    def end(self, reason: EndReason) -> None:
+        with self.lock:
+            if self._stats.end_reason is None:
+                self._stats = replace(self._stats, end_reason=reason, current=None, attempt=0)
+
+    @property
+    def end_reason(self) -> EndReason | None:
+        with self.lock:
+            return self._stats.end_reason
+
+    def snapshot(self, follower: FollowerStats, errors: int) -> SidecarStats:
+        with self.lock:
+            return replace(
+                self._stats,
+                skipped=follower.skipped,
+                deleted_before_reached=follower.deleted_before_reached + self._deleted,
+                errors=errors,
+                resumed_from=follower.resumed_from,
+                follower=follower,
+            )
+
+    def reinit_after_fork(self) -> None:
+        self.lock = threading.Lock()

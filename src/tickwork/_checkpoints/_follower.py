@@ -1,10 +1,10 @@
 """CheckpointFollower: follow a checkpoint directory and hand out each checkpoint when complete.
 
-The class underneath :func:`tickwork.checkpoints_iterator`, for consumers that want more control
-(a sidecar evaluator): ``next_checkpoint(timeout)``, ``done()``, ``latest()``, ``statistics()``.
-How the directory is watched is :mod:`._view`'s job; what is in it, :mod:`._tracker`'s; which
-checkpoint comes next, :mod:`._policy`'s. This module adds the consumer's side: handing out,
-holds, the resume file and statistics.
+One round of following (:meth:`CheckpointFollower.next_checkpoint`) is the route of a checkpoint,
+top to bottom: :mod:`._watching` looks (events from :mod:`._events`, or a listing);
+:mod:`._directory` turns what it saw into candidates; :mod:`._completeness` assesses them;
+:mod:`._next` chooses the next one; this module hands it out (held and recorded through
+:mod:`._consumer`).
 """
 
 from __future__ import annotations
@@ -16,29 +16,28 @@ from types import TracebackType
 from typing import Any
 
 from .. import _fork
-from .._clock import MONOTONIC, Clock, Waitable, as_waitable
+from .._clock import Waitable, _CoordinatorLike, as_waitable, check_clock
 from .._errors import ErrorLog
-from .._validate import (
-    check_choice,
-    check_nonnegative,
-    check_optional_nonnegative,
-    check_positive,
-)
-from ._checkpoint import Checkpoint, FollowerStats
-from ._counters import Counters
-from ._hold import Holder
-from ._layouts import CheckpointPattern, Layout
-from ._policy import SortKey, sort_key
-from ._resume import ResumeFileError, ResumePoint, load_resume, save_resume
+from .._validate import check_optional_nonnegative
+from ._checkpoint import Checkpoint, Counters, FollowerStats
+from ._completeness import Judge
+from ._consumer import Holder, ResumeFileError, ResumePoint, load_resume, save_resume
+from ._directory import Directory, Update
+from ._events import EventBackend, watchfiles_available
+from ._layouts import CheckpointPattern, Layout, sort_key
+from ._next import Queue
+from ._options import DEFAULTS, FollowOptions, Watch, resolve_options
 from ._storage import Storage, open_storage
 from ._tfstate import DEFAULT_STATE_FILENAME
-from ._tracker import Tracker
-from ._view import DirectoryView, Watch
-from ._watch import watchfiles_available
+from ._watching import Watching
 
-__all__ = ["CheckpointFollower", "Watch"]
+__all__ = ["CheckpointFollower", "StopArgument"]
 
 logger = logging.getLogger(__name__)
+
+StopArgument = Waitable | _CoordinatorLike | None
+"""What ``stop=`` accepts: a :class:`threading.Event` (any :class:`tickwork.Waitable`), a
+Coordinator (anything with ``should_stop()`` and ``wait_for_stop()``), or None."""
 
 # Event-driven: pending checkpoints (files being written) are looked at again at least this often
 # even without an event, and directories waiting for a marker inside are polled this often.
@@ -46,51 +45,18 @@ _PENDING_RECHECK = 0.5
 _MARKER_POLL = 0.05
 # Remote: the default ceiling of the polling backoff, as a multiple of poll_interval.
 _REMOTE_BACKOFF_CEILING = 10.0
-
-
-def _check_layout(layout: object) -> Layout | CheckpointPattern:
-    if isinstance(layout, CheckpointPattern):
-        return layout
-    return check_choice("layout", layout, Layout)
+_D = DEFAULTS
 
 
 class CheckpointFollower:
     """Follows ``checkpoint_dir`` and hands out its checkpoints once complete.
 
-    Args:
-        checkpoint_dir: a local directory, or a URL fsspec understands (``s3://bucket/run``).
-            It may not exist yet: it is waited for.
-        layout: ``"auto"`` (detected from the first entries that identify one), or
-            ``"tensorflow"``, ``"orbax"``, ``"huggingface"``, ``"keras"``, ``"torch"``, or a
-            :class:`CheckpointPattern`.
-        skip_to_latest: True (TensorFlow's behaviour): hand out the newest complete checkpoint,
-            passing over older ones not handed out yet (counted as skipped). False: every
-            complete checkpoint once, in step order, however fast they come or however slow the
-            consumer is.
-        stop: a :class:`threading.Event` or a Coordinator; once set, waits end (within
-            milliseconds) and :meth:`next_checkpoint` returns None.
-        state_file: a local JSON file recording the last checkpoint finished (see :meth:`done`);
-            a restarted follower goes on after it, neither repeating nor skipping.
-        hold: hard-link each checkpoint handed out into ``hold_dir`` and hand out that copy, so
-            that training deleting it (``max_to_keep``) cannot pull it from under the consumer.
-            Local directories only (see :mod:`tickwork._checkpoints._hold`).
-        hold_dir: where holds go (default ``<checkpoint_dir>/.tickwork-hold``); it must be on
-            the same filesystem.
-        watch: for local directories, ``"events"`` (filesystem events through watchfiles: only
-            what changed is examined), ``"poll"`` (a listing every ``poll_interval``: what
-            network filesystems need, as inotify misses other machines' writes), or ``"auto"``
-            (polls network filesystems, and when watchfiles is not installed). Remote
-            directories are always polled.
-        poll_interval: seconds between listings when polling (and the first interval of the
-            remote backoff).
-        max_poll_interval: the ceiling of the backoff while nothing changes; default
-            ``poll_interval`` locally (no backoff), ten times it for remote storage.
-        settle_secs: a file whose format records nothing about its completeness (legacy torch
-            pickles, custom formats), or a directory with no commit marker, counts as complete
-            once unchanged this long.
-        latest_filename: the TensorFlow state file's name (default ``"checkpoint"``).
-        storage_options: passed to fsspec for remote directories (credentials, endpoint).
-        clock: the clock to wait on (tests use :class:`tickwork.testing.FakeClock`).
+    ``checkpoint_dir``: a local directory, or a URL fsspec understands (``s3://bucket/run``); it
+    may not exist yet (it is waited for). The settings are those of :class:`FollowOptions`,
+    given one by one or whole as ``options`` (not both). ``stop``: a :class:`threading.Event` or
+    a Coordinator; once set, waits end (within milliseconds) and :meth:`next_checkpoint`
+    returns None. ``clock``: the clock to wait on (tests use
+    :class:`tickwork.testing.FakeClock`).
 
     Raises at once for bad arguments (naming the argument), and when ``checkpoint_dir`` exists
     but is a file or cannot be listed.
@@ -100,79 +66,60 @@ class CheckpointFollower:
         self,
         checkpoint_dir: str | os.PathLike[str],
         *,
-        layout: Layout | str | CheckpointPattern = Layout.AUTO,
-        skip_to_latest: bool = True,
-        stop: object = None,
-        state_file: str | os.PathLike[str] | None = None,
-        hold: bool = False,
-        hold_dir: str | os.PathLike[str] | None = None,
-        watch: Watch | str = Watch.AUTO,
-        poll_interval: float = 1.0,
-        max_poll_interval: float | None = None,
-        settle_secs: float = 1.0,
-        latest_filename: str | None = None,
-        storage_options: Mapping[str, Any] | None = None,
-        clock: Clock | None = None,
+        layout: Layout | str | CheckpointPattern = _D.layout,
+        skip_to_latest: bool = _D.skip_to_latest,
+        stop: StopArgument = None,
+        state_file: str | os.PathLike[str] | None = _D.state_file,
+        hold: bool = _D.hold,
+        hold_dir: str | os.PathLike[str] | None = _D.hold_dir,
+        watch: Watch | str = _D.watch,
+        poll_interval: float = _D.poll_interval,
+        max_poll_interval: float | None = _D.max_poll_interval,
+        settle_secs: float = _D.settle_secs,
+        latest_filename: str | None = _D.latest_filename,
+        storage_options: Mapping[str, Any] | None = _D.storage_options,
+        clock: object = None,
+        options: FollowOptions | None = None,
         _storage: Storage | None = None,
+        _events: EventBackend | None = None,
     ) -> None:
-        if _storage is None:
-            if not isinstance(checkpoint_dir, (str, os.PathLike)):
-                raise TypeError(
-                    f"'checkpoint_dir' must be a str or os.PathLike; got {checkpoint_dir!r}"
-                )
-            directory = os.fspath(checkpoint_dir)
-            if not isinstance(directory, str) or not directory:
-                raise ValueError(
-                    f"'checkpoint_dir' must be a non-empty path; got {checkpoint_dir!r}"
-                )
-            _storage = open_storage(directory, storage_options)
-        storage = _storage  # tests pass scripted storages
-        self._layout = _check_layout(layout)
-        if not isinstance(skip_to_latest, bool):
-            raise TypeError(f"'skip_to_latest' must be a bool; got {skip_to_latest!r}")
-        if not isinstance(hold, bool):
-            raise TypeError(f"'hold' must be a bool; got {hold!r}")
-        self._watch = check_choice("watch", watch, Watch)
-        self._poll_interval = check_positive("poll_interval", poll_interval)
-        ceiling = check_optional_nonnegative("max_poll_interval", max_poll_interval)
-        if ceiling is None:
-            ceiling = self._poll_interval * (_REMOTE_BACKOFF_CEILING if storage.remote else 1.0)
-        if ceiling < self._poll_interval:
-            raise ValueError(
-                f"'max_poll_interval' must be >= poll_interval ({self._poll_interval!r}); "
-                f"got {max_poll_interval!r}"
-            )
-        self._max_poll_interval = ceiling
-        self._settle = check_nonnegative("settle_secs", settle_secs)
-        if latest_filename is not None and (
-            not isinstance(latest_filename, str) or not latest_filename or "/" in latest_filename
-        ):
-            raise ValueError(f"'latest_filename' must be a file name; got {latest_filename!r}")
-        if clock is not None and not isinstance(clock, Clock):
-            raise TypeError(f"'clock' must be a tickwork Clock or None; got {clock!r}")
-        if storage.remote and self._watch is Watch.EVENTS:
+        given = FollowOptions(
+            layout=layout,  # type: ignore[arg-type] # checked (and converted) by the record
+            skip_to_latest=skip_to_latest,
+            state_file=None if state_file is None else os.fspath(state_file),
+            hold=hold,
+            hold_dir=None if hold_dir is None else os.fspath(hold_dir),
+            watch=watch,  # type: ignore[arg-type]
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            settle_secs=settle_secs,
+            latest_filename=latest_filename,
+            storage_options=storage_options,
+        )
+        self._options = options = resolve_options(options, given)
+        storage = _storage or open_storage(checkpoint_dir, options.storage_options)
+        self._clock = check_clock(clock)
+        if storage.remote and options.watch is Watch.EVENTS:
             raise ValueError(
                 f"'watch' must be 'auto' or 'poll' for a remote directory ({storage.directory!r}:"
                 " filesystem events do not exist there); got 'events'"
             )
-        if self._watch is Watch.EVENTS and not watchfiles_available():
+        if options.watch is Watch.EVENTS and _events is None and not watchfiles_available():
             raise ImportError("watch='events' needs watchfiles: pip install 'tickwork[watch]'")
-        if hold and storage.remote:
+        if options.hold and storage.remote:
             raise ValueError(
                 f"'hold' needs a local checkpoint_dir (hard links do not exist on "
                 f"{storage.protocol}://); got hold=True for {storage.directory!r}"
             )
+        ceiling = options.max_poll_interval
+        if ceiling is None:
+            factor = _REMOTE_BACKOFF_CEILING if storage.remote else 1.0
+            ceiling = options.poll_interval * factor
+        self._max_poll_interval = ceiling
         self._storage = storage
-        self._skip_to_latest = skip_to_latest
         self._stop: Waitable | None = as_waitable(stop)
-        self._clock = clock or MONOTONIC
-        self._state_filename = latest_filename or DEFAULT_STATE_FILENAME
-        self._state_file = None if state_file is None else os.fspath(state_file)
-        self._holder = (
-            Holder(storage.directory, None if hold_dir is None else os.fspath(hold_dir))
-            if hold
-            else None
-        )
+        self._state_filename = options.latest_filename or DEFAULT_STATE_FILENAME
+        self._holder = Holder(storage.directory, options.hold_dir) if options.hold else None
         self._counters = Counters()
         self._errors = ErrorLog()
         self._closed = False
@@ -182,31 +129,41 @@ class CheckpointFollower:
         self._last_step: int | None = None
         self._resumed = self._load_resume()
         floor = None if self._resumed is None else sort_key(self._resumed.step, self._resumed.key)
-        self._high_water: SortKey | None = floor
-        self._tracker = Tracker(
+        self._directory = Directory(
             storage,
-            layout=self._layout,
+            layout=options.layout,
             state_filename=self._state_filename,
-            settle=self._settle,
+            skip_to_latest=options.skip_to_latest,
+            floor=floor,
+            counters=self._counters,
+            errors=self._errors,
+        )
+        self._judge = Judge(
+            self._directory,
+            settle=options.settle_secs,
+            marker_poll=_MARKER_POLL,
+            pending_recheck=_PENDING_RECHECK,
             clock=self._clock,
             counters=self._counters,
             errors=self._errors,
-            skip_to_latest=skip_to_latest,
-            floor=floor,
-            pending_recheck=_PENDING_RECHECK,
-            marker_poll=_MARKER_POLL,
         )
-        self._view = DirectoryView(
+        self._queue = Queue(
+            self._directory,
+            self._judge,
+            skip_to_latest=options.skip_to_latest,
+            floor=floor,
+            counters=self._counters,
+        )
+        self._watching = Watching(
             storage,
-            self._tracker,
-            watch=self._watch,
-            poll_interval=self._poll_interval,
-            max_poll_interval=self._max_poll_interval,
+            watch=options.watch,
+            poll_interval=options.poll_interval,
+            max_poll_interval=ceiling,
             clock=self._clock,
             stop=self._stop,
             counters=self._counters,
             errors=self._errors,
-            on_present=self._on_present,
+            backend=_events,
         )
         _fork.track(self)
         self._validate_directory()
@@ -225,13 +182,12 @@ class CheckpointFollower:
                 "could not look at %r yet; will retry", self._storage.directory, exc_info=True
             )
 
-    # -- resume -----------------------------------------------------------------------------------
-
     def _load_resume(self) -> ResumePoint | None:
-        if self._state_file is None:
+        state_file = self._options.state_file
+        if state_file is None:
             return None
         try:
-            point = load_resume(self._state_file, self._storage.directory)
+            point = load_resume(state_file, self._storage.directory)
         except ResumeFileError as exc:
             self._errors.record(exc)
             self._counters.add(errors=1)
@@ -242,7 +198,7 @@ class CheckpointFollower:
                 "resuming after checkpoint %r (step %s) recorded in %r",
                 point.path,
                 point.step,
-                self._state_file,
+                state_file,
             )
         return point
 
@@ -251,6 +207,21 @@ class CheckpointFollower:
     @property
     def checkpoint_dir(self) -> str:
         return self._storage.directory
+
+    @property
+    def options(self) -> FollowOptions:
+        """The settings it follows with (read-only)."""
+        return self._options
+
+    @property
+    def max_poll_interval(self) -> float:
+        """The ceiling of the polling backoff in use (``options.max_poll_interval`` resolved)."""
+        return self._max_poll_interval
+
+    @property
+    def stop_signal(self) -> Waitable | None:
+        """The stop signal it was given (a Coordinator's as a :class:`tickwork.Waitable`)."""
+        return self._stop
 
     @property
     def stopped(self) -> bool:
@@ -270,7 +241,7 @@ class CheckpointFollower:
         while True:
             if self.stopped:
                 return None
-            self._view.refresh()
+            self._refresh()
             found = self._hand_out()
             if found is not None:
                 return found
@@ -278,7 +249,7 @@ class CheckpointFollower:
                 continue
             if deadline is not None and self._clock.now() >= deadline:
                 return None
-            self._view.sleep(deadline)
+            self._sleep(deadline)
 
     def start(self, timeout: float | None = None) -> bool:
         """Start following now, rather than at the first :meth:`next_checkpoint`, and wait (at
@@ -289,13 +260,26 @@ class CheckpointFollower:
         self._check_usable()
         deadline = None if timeout is None else self._clock.now() + timeout
         while not self.stopped:
-            self._view.refresh()
-            if self._view.ready:
+            self._refresh()
+            if self._watching.ready:
                 return True
             if deadline is not None and self._clock.now() >= deadline:
                 return False
-            self._view.sleep(deadline)
+            self._sleep(deadline)
         return False
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait until the directory may have changed, a checkpoint being written is due to be
+        looked at again, ``timeout`` seconds pass (None: no limit) or a stop."""
+        timeout = check_optional_nonnegative("timeout", timeout)
+        self._sleep(None if timeout is None else self._clock.now() + timeout)
+
+    def rescan(self) -> None:
+        """Look at the whole directory now (a full listing, whatever the mode), so that what
+        was written so far is known, events in flight included; nothing is handed out."""
+        self._check_usable()
+        self._watching.rescan_now()
+        self._refresh()
 
     def done(self, checkpoint: Checkpoint | None = None) -> None:
         """The consumer has finished with the checkpoint handed out last.
@@ -316,39 +300,44 @@ class CheckpointFollower:
         point, self._current_point = self._current_point, None
         if self._holder is not None:
             self._holder.release(current)
-        if self._state_file is not None and point is not None:
+        state_file = self._options.state_file
+        if state_file is not None and point is not None:
             try:
-                save_resume(self._state_file, self._storage.directory, self.layout, point)
+                save_resume(state_file, self._storage.directory, self.layout, point)
             except OSError as exc:
                 self._errors.record(exc)
                 self._counters.add(errors=1)
-                logger.error("could not record progress in %r", self._state_file, exc_info=True)
+                logger.error("could not record progress in %r", state_file, exc_info=True)
 
     def latest(self) -> Checkpoint | None:
         """The newest complete checkpoint now (not handed out, nothing recorded), or None."""
         self._check_usable()
-        self._view.refresh()
-        candidate = self._tracker.latest()
-        return None if candidate is None else self._tracker.checkpoint(candidate)
+        self._refresh()
+        candidate = self._queue.latest()
+        return None if candidate is None else self._directory.checkpoint(candidate)
 
     @property
     def layout(self) -> str | None:
         """The layout in use (``"tensorflow"``, ...), None until detected."""
-        scheme = self._tracker.scheme
+        scheme = self._directory.scheme
         return None if scheme is None else scheme.layout
 
     @property
     def mode(self) -> str:
         """``"events"``, ``"poll"``, ``"remote"``, or ``"waiting"`` (for the directory)."""
-        return self._view.mode
+        return self._watching.mode
+
+    @property
+    def pending(self) -> int:
+        """Checkpoints present now but not yet complete (being written)."""
+        return self._judge.pending
 
     def statistics(self) -> FollowerStats:
         """What the follower has done so far."""
-        counts = self._counters.snapshot()
         return FollowerStats(
-            **counts,
-            pending=self._tracker.pending,
-            mode=self._view.mode,
+            **self._counters.snapshot(),
+            pending=self._judge.pending,
+            mode=self._watching.mode,
             layout=self.layout,
             last_step=self._last_step,
             resumed_from=None if self._resumed is None else self._resumed.step,
@@ -362,11 +351,16 @@ class CheckpointFollower:
     def close(self) -> None:
         """Stop watching and release the hold (the checkpoint is not recorded as done)."""
         self._closed = True
-        self._view.close()
+        self._watching.close()
         current, self._current = self._current, None
         if current is not None and self._holder is not None:
             self._holder.release(current)
         self._storage.close()
+
+    def abandon(self) -> None:
+        """Stop watching without waiting for the watcher thread (for a finaliser)."""
+        self._closed = True
+        self._watching.close(wait=False)
 
     def __enter__(self) -> CheckpointFollower:
         return self
@@ -382,23 +376,50 @@ class CheckpointFollower:
     def __repr__(self) -> str:
         return (
             f"<CheckpointFollower {self._storage.directory!r} layout={self.layout} "
-            f"mode={self._view.mode}{' closed' if self._closed else ''}>"
+            f"mode={self._watching.mode}{' closed' if self._closed else ''}>"
         )
 
-    # -- following --------------------------------------------------------------------------------
+    # -- one round: look, take in, assess, choose, hand out ---------------------------------------
 
     def _check_usable(self) -> None:
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
 
+    def _refresh(self) -> None:
+        directory = self._directory
+        directory.new_round()
+        seen = self._watching.refresh()
+        if seen.appeared:
+            if self._holder is not None:
+                self._holder.prepare()
+            if seen.first_listing is not None:
+                self._take(directory.apply_listing(seen.first_listing))
+            directory.start_eager()
+        if seen.lost:
+            self._take(directory.reset())
+        if seen.listing is not None:
+            self._take(directory.apply_listing(seen.listing))
+        if seen.names:
+            self._take(directory.apply_changes(seen.names))
+        if seen.looked:
+            self._take(directory.forget(self._judge.take_vanished()))
+            self._take(directory.read_state_if_changed())
+            self._judge.process(recheck_pending=seen.polled)
+
+    def _take(self, update: Update) -> None:
+        self._queue.note(update)  # before the judge forgets the statuses of removed ones
+        self._judge.note(update)
+
+    def _sleep(self, deadline: float | None) -> None:
+        self._watching.sleep(deadline, self._judge.next_recheck())
+
     def _hand_out(self) -> Checkpoint | None:
         self._retry_now = False
-        candidate = self._tracker.choose(
-            skip_to_latest=self._skip_to_latest, high_water=self._high_water
-        )
+        candidate = self._queue.choose()
+        self._take(self._directory.forget(self._judge.take_vanished()))
         if candidate is None:
             return None
-        checkpoint = self._tracker.checkpoint(candidate)
+        checkpoint = self._directory.checkpoint(candidate)
         if self._holder is not None:
             try:
                 checkpoint = self._holder.hold(checkpoint, sorted(candidate.members))
@@ -409,8 +430,7 @@ class CheckpointFollower:
                 )
                 self._retry_now = True
                 return None
-        if self._high_water is None or candidate.order > self._high_water:
-            self._high_water = candidate.order
+        self._queue.handed_out(candidate)
         self._counters.add(yielded=1)
         self._last_step = candidate.step
         self._current = checkpoint
@@ -418,21 +438,12 @@ class CheckpointFollower:
         logger.info("checkpoint %r (step %s) is complete", checkpoint.source, candidate.step)
         return checkpoint
 
-    def _on_present(self) -> None:
-        if self._holder is not None:
-            self._holder.prepare()
-
-    def _abandon(self) -> None:
-        """Stop the watcher without waiting (an abandoned iterator's finaliser)."""
-        self._closed = True
-        self._view.abandon()
-
     # -- fork safety ------------------------------------------------------------------------------
 
     def _running_thread_names(self) -> list[str]:
-        return self._view.running_thread_names()
+        return self._watching.running_thread_names()
 
     def _after_fork_in_child(self) -> None:
         self._counters.reinit_after_fork()
         self._errors.reinit_after_fork()
-        self._view.after_fork_in_child()
+        self._watching.after_fork_in_child()

@@ -1,5 +1,9 @@
 """Checkpoint layouts: which directory entries are checkpoints, and of which step. Pure.
 
+Steps are read from names (``ckpt-5``, ``checkpoint-500``, ``epoch=3-step=500.ckpt``,
+``weights.05-0.32.weights.h5``); a name with no number has no step, and a file layout does not
+follow it (``last.ckpt`` is rewritten in place under one name).
+
 A layout *claims* directory entries (top level only): it says which checkpoint an entry belongs
 to (its key), the step, and the entry's role. TensorFlow checkpoints are several files sharing
 a prefix (``ckpt-5.index``, ``ckpt-5.data-00000-of-00001``); every other layout is one directory
@@ -14,8 +18,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ._steps import split_suffix, step_from_name, trailing_step
-
 __all__ = [
     "COMMIT_MARKER",
     "HF_MARKER",
@@ -24,8 +26,14 @@ __all__ = [
     "Kind",
     "Layout",
     "Scheme",
+    "SortKey",
     "detect_scheme",
+    "epoch_from_name",
     "scheme_for",
+    "sort_key",
+    "split_suffix",
+    "step_from_name",
+    "trailing_step",
 ]
 
 COMMIT_MARKER = "commit_success.txt"  # Orbax's commit marker (written where rename is not atomic)
@@ -38,6 +46,72 @@ _TF_DATA = re.compile(r"(?P<key>.+)\.data-(?P<i>\d+)-of-(?P<n>\d+)")
 _HF_DIR = re.compile(r"checkpoint-(?P<step>\d+)")
 _ORBAX_ANY = re.compile(r"(?:(?P<prefix>.+)_)?(?P<step>\d+)")
 _ORBAX_PREFIXED = re.compile(r"(?P<prefix>[A-Za-z][\w.-]*?)_(?P<step>\d+)")
+
+
+# -- steps from names -------------------------------------------------------------------------
+# The rules, in order: a number after the word ``step``; else after ``epoch``; else the last
+# integer once decimal numbers (metric values such as ``0.32``) are taken out.
+
+SortKey = tuple[int, str]
+
+
+def sort_key(step: int | None, key: str) -> SortKey:
+    """Checkpoints are ordered by step, then by name; one without a step sorts first."""
+    return (-1 if step is None else step, key)
+
+
+# The word must not continue a longer word ("laststep_5" is not a step).
+_STEP = re.compile(r"(?<![A-Za-z])step[=_-]?(\d+)", re.IGNORECASE)
+_EPOCH = re.compile(r"(?<![A-Za-z])epoch[=_-]?(\d+)", re.IGNORECASE)
+# Decimal numbers in names are metric values (val_loss=0.32, 1e-3), never the step.
+_DECIMAL = re.compile(r"\d+\.\d+(?:e[-+]?\d+)?|\d+e[-+]?\d+", re.IGNORECASE)
+_INTEGER = re.compile(r"\d+")
+_TRAILING = re.compile(r"(?:^|[-_])(\d+)$")
+
+
+def step_from_name(stem: str) -> int | None:
+    """The step a checkpoint name carries (the rules above), or None.
+
+    ``stem`` is the name without its extension.
+    """
+    found = _STEP.search(stem)
+    if found:
+        return int(found.group(1))
+    found = _EPOCH.search(stem)
+    if found:
+        return int(found.group(1))
+    integers = _INTEGER.findall(_DECIMAL.sub(" ", stem))
+    return int(integers[-1]) if integers else None
+
+
+def epoch_from_name(stem: str) -> int | None:
+    """The epoch a name carries (``epoch=3``), or None."""
+    found = _EPOCH.search(stem)
+    return int(found.group(1)) if found else None
+
+
+def trailing_step(name: str) -> int | None:
+    """The number at the end of a name after ``-`` or ``_`` (``ckpt-5`` -> 5), or the whole name
+    when it is a number (``"12"`` -> 12); None otherwise."""
+    found = _TRAILING.search(name)
+    return int(found.group(1)) if found else None
+
+
+def split_suffix(name: str, suffixes: Iterable[str]) -> tuple[str, str] | None:
+    """``(stem, suffix)`` for the longest of ``suffixes`` that ``name`` ends with (case ignored),
+    or None. The stem must not be empty."""
+    lowered = name.lower()
+    best: str | None = None
+    for suffix in suffixes:
+        fits = lowered.endswith(suffix) and len(name) > len(suffix)
+        if fits and (best is None or len(suffix) > len(best)):
+            best = suffix
+    if best is None:
+        return None
+    return name[: -len(best)], name[-len(best) :]
+
+
+# -- layouts -----------------------------------------------------------------------------------
 
 
 class Layout(str, enum.Enum):

@@ -4,8 +4,8 @@ What ``tf.keras.utils.SidecarEvaluator`` was, for any framework and without its 
 it never skips by default, retries a checkpoint whose evaluation failed (then reports it and goes
 on), ends when training is done (a done marker, :meth:`SidecarEvaluator.finish`, a stall limit,
 TensorFlow's ``timeout``/``timeout_fn``) and resumes after a restart. This module is the
-consumer's loop and its thread; the decisions are pure functions in :mod:`._retry` and
-:mod:`._ending`, the records in :mod:`._evaluation`, the waiting in :class:`CheckpointFollower`.
+consumer's thread and lifecycle; the loop is :mod:`._sidecar_loop`'s, the decisions
+:mod:`._sidecar_policy`'s, the records :mod:`._evaluation`'s, the waiting the follower's.
 """
 
 from __future__ import annotations
@@ -19,28 +19,32 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from .. import _fork
-from .._clock import MONOTONIC, Clock, as_waitable
+from .._clock import Clock, any_stop, as_waitable, check_clock
 from .._errors import ErrorLog, add_note, group_or_single
+from .._naming import thread_name
+from .._sync import SignalSafeEvent
 from .._timed_thread import OnError
 from .._validate import check_choice, check_int, check_optional_nonnegative
 from ._checkpoint import Checkpoint
-from ._ending import (
-    EndReason,
-    EndRules,
-)
-from ._evaluation import Evaluation, SidecarStats
-from ._follower import CheckpointFollower, Watch
+from ._evaluation import Evaluation, RunState, SidecarStats
+from ._events import EventBackend
+from ._follower import CheckpointFollower, StopArgument
 from ._layouts import CheckpointPattern, Layout
-from ._retry import RetryPolicy
+from ._options import DEFAULTS, FollowOptions, Watch, resolve_options
 from ._sidecar_loop import EvaluationLoop
-from ._sidecar_state import RunState, StopEither, check_done_marker, check_retry_on
-from ._storage import Storage
+from ._sidecar_policy import EndReason, EndRules, RetryPolicy, check_done_marker, check_retry_on
+from ._storage import Storage, open_storage
 
 __all__ = ["SidecarEvaluator"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_D = DEFAULTS
+_R = RetryPolicy()
+# The evaluator's own default: every checkpoint, in step order.
+_SIDECAR_DEFAULTS = FollowOptions(skip_to_latest=False)
 
 
 class SidecarEvaluator(Generic[T]):
@@ -83,7 +87,8 @@ class SidecarEvaluator(Generic[T]):
         daemon: whether the thread of :meth:`start` is a daemon thread.
         clock: the clock to wait on (tests use :class:`tickwork.testing.FakeClock`).
         layout, hold, hold_dir, watch, poll_interval, max_poll_interval, settle_secs,
-        latest_filename, storage_options: passed to :class:`CheckpointFollower`.
+        latest_filename, storage_options: see :class:`FollowOptions`; or ``options``, all of
+        them (with ``skip_to_latest`` and ``state_file``) as one record.
 
     Run it in the calling thread with :meth:`run`, or in its own thread with :meth:`start` (then
     :meth:`finish`, :meth:`stop`, :meth:`join`), or as a context manager (which starts it, and on
@@ -96,36 +101,38 @@ class SidecarEvaluator(Generic[T]):
         checkpoint_dir: str | os.PathLike[str],
         evaluate: Callable[[Checkpoint], T],
         *,
-        skip_to_latest: bool = False,
+        skip_to_latest: bool = _SIDECAR_DEFAULTS.skip_to_latest,
         max_evaluations: int | None = None,
         until_step: int | None = None,
         timeout: float | None = None,
         timeout_fn: Callable[[], object] | None = None,
         done_marker: str | None = None,
         stall_timeout: float | None = None,
-        max_attempts: int = 3,
-        backoff: float = 1.0,
-        backoff_factor: float = 2.0,
-        backoff_max: float = 60.0,
+        max_attempts: int = _R.max_attempts,
+        backoff: float = _R.backoff,
+        backoff_factor: float = _R.backoff_factor,
+        backoff_max: float = _R.backoff_max,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
         on_error: OnError | str = OnError.CONTINUE,
         on_result: Callable[[Evaluation[T]], object] | None = None,
         keep_results: int = 1000,
-        stop: object = None,
-        state_file: str | os.PathLike[str] | None = None,
+        stop: StopArgument = None,
+        state_file: str | os.PathLike[str] | None = _D.state_file,
         name: str | None = None,
         daemon: bool = True,
         clock: Clock | None = None,
-        layout: Layout | str | CheckpointPattern = Layout.AUTO,
-        hold: bool = False,
-        hold_dir: str | os.PathLike[str] | None = None,
-        watch: Watch | str = Watch.AUTO,
-        poll_interval: float = 1.0,
-        max_poll_interval: float | None = None,
-        settle_secs: float = 1.0,
-        latest_filename: str | None = None,
-        storage_options: Mapping[str, Any] | None = None,
+        layout: Layout | str | CheckpointPattern = _D.layout,
+        hold: bool = _D.hold,
+        hold_dir: str | os.PathLike[str] | None = _D.hold_dir,
+        watch: Watch | str = _D.watch,
+        poll_interval: float = _D.poll_interval,
+        max_poll_interval: float | None = _D.max_poll_interval,
+        settle_secs: float = _D.settle_secs,
+        latest_filename: str | None = _D.latest_filename,
+        storage_options: Mapping[str, Any] | None = _D.storage_options,
+        options: FollowOptions | None = None,
         _storage: Storage | None = None,
+        _events: EventBackend | None = None,
     ) -> None:
         if not callable(evaluate):
             raise TypeError(f"'evaluate' must be callable; got {evaluate!r}")
@@ -141,8 +148,7 @@ class SidecarEvaluator(Generic[T]):
             raise TypeError(f"'name' must be a non-empty str or None; got {name!r}")
         if not isinstance(daemon, bool):
             raise TypeError(f"'daemon' must be a bool; got {daemon!r}")
-        if clock is not None and not isinstance(clock, Clock):
-            raise TypeError(f"'clock' must be a tickwork Clock or None; got {clock!r}")
+        clock_ = check_clock(clock)
         on_error = check_choice("on_error", on_error, OnError)
         retry_types = check_retry_on(retry_on)
         marker = check_done_marker(done_marker)
@@ -151,24 +157,32 @@ class SidecarEvaluator(Generic[T]):
         results: deque[Evaluation[T]] = deque(
             maxlen=check_int("keep_results", keep_results, minimum=0)
         )
-        self._own_stop = threading.Event()
-        stop_either = StopEither(self._own_stop, as_waitable(stop))
-        follower = CheckpointFollower(
-            checkpoint_dir,
-            layout=layout,
+        given = FollowOptions(
+            layout=layout,  # type: ignore[arg-type] # checked (and converted) by the record
             skip_to_latest=skip_to_latest,
-            stop=stop_either,
-            state_file=state_file,
+            state_file=None if state_file is None else os.fspath(state_file),
             hold=hold,
-            hold_dir=hold_dir,
-            watch=watch,
+            hold_dir=None if hold_dir is None else os.fspath(hold_dir),
+            watch=watch,  # type: ignore[arg-type]
             poll_interval=poll_interval,
             max_poll_interval=max_poll_interval,
             settle_secs=settle_secs,
             latest_filename=latest_filename,
             storage_options=storage_options,
-            clock=clock,
-            _storage=_storage,
+        )
+        follow = resolve_options(options, given, _SIDECAR_DEFAULTS)
+        user_stop = as_waitable(stop)
+        storage = _storage or open_storage(checkpoint_dir, follow.storage_options)
+        self._own_stop = SignalSafeEvent()
+        stop_either = any_stop(self._own_stop, user_stop)
+        assert stop_either is not None
+        follower = CheckpointFollower(
+            checkpoint_dir,
+            stop=stop_either,
+            clock=clock_,
+            options=follow,
+            _storage=storage,
+            _events=_events,
         )
         self._follower = follower
         self.name = name or f"SidecarEvaluator({follower.checkpoint_dir})"
@@ -177,6 +191,7 @@ class SidecarEvaluator(Generic[T]):
         self._loop = EvaluationLoop(
             name=self.name,
             follower=follower,
+            storage=storage,
             evaluate=evaluate,
             rules=rules,
             policy=policy,
@@ -187,7 +202,7 @@ class SidecarEvaluator(Generic[T]):
             done_marker=marker,
             stop=stop_either,
             finish=threading.Event(),
-            clock=clock or MONOTONIC,
+            clock=clock_,
             state=self._state,
             errors=self._errors,
             results=results,
@@ -219,7 +234,9 @@ class SidecarEvaluator(Generic[T]):
     def start(self) -> None:
         """Run the evaluator in its own thread (named after what it follows); returns at once."""
         self._claim()
-        thread = threading.Thread(target=self._thread_main, name=self.name, daemon=self._daemon)
+        thread = threading.Thread(
+            target=self._thread_main, name=thread_name(self.name), daemon=self._daemon
+        )
         self._thread = thread
         thread.start()
 

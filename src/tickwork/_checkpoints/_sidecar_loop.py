@@ -1,7 +1,6 @@
 """The sidecar evaluator's loop: wait for the next checkpoint, evaluate it with retries, decide
-whether to end. The decisions themselves are pure functions (:mod:`._retry`, :mod:`._ending`);
-this module gathers the facts they need and carries them out. It runs in whichever thread
-:class:`SidecarEvaluator` runs in.
+whether to end. The decisions are :mod:`._sidecar_policy`'s; this module gathers the facts they
+need and carries them out, in whichever thread :class:`SidecarEvaluator` runs in.
 """
 
 from __future__ import annotations
@@ -17,19 +16,21 @@ from .._clock import Clock, Waitable
 from .._errors import ErrorLog, add_note
 from .._timed_thread import OnError
 from ._checkpoint import Checkpoint
-from ._ending import (
+from ._evaluation import Evaluation, Outcome, RunState
+from ._follower import CheckpointFollower
+from ._sidecar_policy import (
+    AfterFailure,
     EndReason,
     EndRules,
     Idle,
     IdleAction,
+    RetryPolicy,
+    after_failure,
     end_after_checkpoint,
     wait_limit,
     when_idle,
 )
-from ._evaluation import Evaluation, Outcome
-from ._follower import CheckpointFollower
-from ._retry import RetryPolicy, Verdict, after_failure
-from ._sidecar_state import RunState
+from ._storage import Storage
 
 __all__ = ["EvaluationLoop"]
 
@@ -48,6 +49,7 @@ class EvaluationLoop(Generic[T]):
 
     name: str
     follower: CheckpointFollower
+    storage: Storage
     evaluate: Callable[[Checkpoint], T]
     rules: EndRules
     policy: RetryPolicy
@@ -65,10 +67,10 @@ class EvaluationLoop(Generic[T]):
 
     def __post_init__(self) -> None:
         follower = self.follower
-        self.storage = follower._storage
-        self.marker_interval = follower._poll_interval if self.storage.remote else SLICE
+        options = follower.options
+        self.marker_interval = options.poll_interval if self.storage.remote else SLICE
         # Checkpoints still being written when training says it is done get this long.
-        self.drain_grace = follower._settle + 2 * max(follower._max_poll_interval, 0.5)
+        self.drain_grace = options.settle_secs + 2 * max(follower.max_poll_interval, 0.5)
 
     def run(self) -> EndReason:
         """Evaluate checkpoints until it is time to end; why it ended."""
@@ -81,7 +83,7 @@ class EvaluationLoop(Generic[T]):
             if done_since is None and self._training_done(now >= next_marker_check):
                 done_since = now
                 self.state.set(done_seen=True)
-                follower._view.rescan_now()  # events in flight must not be missed
+                follower.rescan()  # events in flight must not be missed
             if done_since is None and now >= next_marker_check:
                 next_marker_check = now + self.marker_interval
             idle = Idle(
@@ -89,7 +91,7 @@ class EvaluationLoop(Generic[T]):
                 waiting_since=waiting_since,
                 last_new=last_new,
                 done_since=done_since,
-                pending=0 if done_since is None else follower._tracker.pending,
+                pending=0 if done_since is None else follower.pending,
                 stopped=self.stop.is_set(),
             )
             if idle.stopped:
@@ -110,7 +112,7 @@ class EvaluationLoop(Generic[T]):
                     waiting_since=waiting_since,
                     last_new=last_new,
                     done_since=done_since,
-                    pending=0 if done_since is None else follower._tracker.pending,
+                    pending=0 if done_since is None else follower.pending,
                     stopped=self.stop.is_set(),
                 ),
                 drain_grace=self.drain_grace,
@@ -174,14 +176,14 @@ class EvaluationLoop(Generic[T]):
                 value = self.evaluate(checkpoint)
             except Exception as exc:
                 stopping = self.stop.is_set()
-                verdict, delay = after_failure(
+                then, delay = after_failure(
                     self.policy,
                     attempts,
                     stopping=stopping,
                     retryable=isinstance(exc, self.retry_on),
                     still_there=stopping or self._still_there(checkpoint),
                 )
-                if verdict is Verdict.RETRY:
+                if then is AfterFailure.RETRY:
                     logger.warning(
                         "%s: evaluating %r (step %s) failed (attempt %d of %d); trying again "
                         "in %.3g s",
@@ -196,10 +198,10 @@ class EvaluationLoop(Generic[T]):
                     if clock.wait(self.stop, delay):
                         return self._interrupted(checkpoint, exc)
                     continue
-                if verdict is Verdict.INTERRUPTED:
+                if then is AfterFailure.INTERRUPTED:
                     return self._interrupted(checkpoint, exc)
                 seconds = clock.now() - started
-                return self._failed(checkpoint, exc, verdict, attempts, seconds)
+                return self._failed(checkpoint, exc, then, attempts, seconds)
             except BaseException:
                 self.state.interrupted()
                 raise
@@ -231,12 +233,12 @@ class EvaluationLoop(Generic[T]):
         self,
         checkpoint: Checkpoint,
         exc: Exception,
-        verdict: Verdict,
+        then: AfterFailure,
         attempts: int,
         seconds: float,
     ) -> EndReason | None:
         info = (type(exc), exc, exc.__traceback__)
-        if verdict is Verdict.DELETED:
+        if then is AfterFailure.DELETED:
             logger.warning(
                 "%s: %r (step %s) was deleted before it could be evaluated (attempt %d failed "
                 "with the error below); going on",

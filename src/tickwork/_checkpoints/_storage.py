@@ -27,6 +27,7 @@ __all__ = [
     "FsspecStorage",
     "LocalStorage",
     "Storage",
+    "changed_names",
     "network_filesystem",
     "open_storage",
 ]
@@ -64,6 +65,22 @@ class Entry:
     def signature(self) -> tuple[object, ...]:
         """Changes when the entry changes (as far as its metadata tells)."""
         return (self.is_dir, self.size, self.mtime_ns, self.etag, self.error)
+
+
+def changed_names(old: Mapping[str, Entry], new: Mapping[str, Entry], *, remote: bool) -> list[str]:
+    """The names a new listing changes: gone, new, or a different kind or error (remotely, where
+    a listing is all there is to see, any change of size, time or etag too)."""
+    changed = [name for name in old if name not in new]
+    for name, entry in new.items():
+        before = old.get(name)
+        if (
+            before is None
+            or before.is_dir != entry.is_dir
+            or before.error != entry.error
+            or (remote and before.signature != entry.signature)
+        ):
+            changed.append(name)
+    return changed
 
 
 class Storage(abc.ABC):
@@ -332,8 +349,18 @@ class FsspecStorage(Storage):
         return f"FsspecStorage({self.directory!r})"
 
 
-def open_storage(checkpoint_dir: str, storage_options: Mapping[str, Any] | None = None) -> Storage:
-    """Local storage for plain paths and ``file://`` URLs, fsspec for every other URL."""
+def open_storage(
+    directory: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+) -> Storage:
+    """Local storage for plain paths and ``file://`` URLs, fsspec for every other URL.
+
+    ``directory`` (the user's ``checkpoint_dir``) must be a non-empty path.
+    """
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(f"'checkpoint_dir' must be a str or os.PathLike; got {directory!r}")
+    checkpoint_dir = os.fspath(directory)
+    if not isinstance(checkpoint_dir, str) or not checkpoint_dir:
+        raise ValueError(f"'checkpoint_dir' must be a non-empty path; got {directory!r}")
     if is_url(checkpoint_dir):
         if checkpoint_dir.startswith("file://"):
             if storage_options:

@@ -24,8 +24,7 @@ import re
 import string
 from dataclasses import dataclass, field
 
-from ._policy import SortKey, sort_key
-from ._steps import trailing_step
+from ._layouts import SortKey, sort_key, trailing_step
 
 __all__ = [
     "DEFAULT_STATE_FILENAME",

@@ -23,8 +23,9 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .._checkpoints._checkpoint import Checkpoint
+from .. import Checkpoint
 from .._clock import MONOTONIC, Waitable
+from .._naming import thread_name
 from .._validate import check_optional_nonnegative
 
 __all__ = ["CommandFailed", "CommandInterrupted", "CommandResult", "CommandRunner", "substitute"]
@@ -143,7 +144,7 @@ class CommandRunner:
         reader = threading.Thread(
             target=self._read,
             args=(process, checkpoint, tail),
-            name=f"tickwork follow output ({checkpoint.name})",
+            name=thread_name(f"follow output ({checkpoint.name})"),
             daemon=True,
         )
         reader.start()

@@ -8,12 +8,17 @@ from typing import Any
 import click
 from click.core import ParameterSource
 from rich.console import Console
+from rich.text import Text
 
-from .._checkpoints._layouts import CheckpointPattern, Layout
+from .. import CheckpointPattern, FollowOptions, Layout, Watch
+from .._checkpoints._sidecar_policy import RetryPolicy
 from ._follow_run import EXIT_USAGE, FollowConfig, follow, parse_storage_options
 
 __all__ = ["follow_command"]
 
+# Every default is the library's: the follower's record and the evaluator's retry policy.
+_F = FollowOptions(skip_to_latest=False)
+_R = RetryPolicy()
 _SECONDS = click.FloatRange(min=0)
 _POSITIVE_SECONDS = click.FloatRange(min=0, min_open=True)
 
@@ -44,7 +49,7 @@ Example:
 @click.option(
     "--layout",
     type=click.Choice([layout.value for layout in Layout]),
-    default="auto",
+    default=Layout(_F.layout).value,
     show_default=True,
     help="Checkpoint layout (auto: detected from the first checkpoints).",
 )
@@ -87,14 +92,14 @@ Example:
 @click.option(
     "--max-attempts",
     type=click.IntRange(min=1),
-    default=3,
+    default=_R.max_attempts,
     show_default=True,
     help="Attempts per checkpoint, the first included.",
 )
 @click.option(
     "--backoff",
     type=_SECONDS,
-    default=1.0,
+    default=_R.backoff,
     show_default=True,
     metavar="SECONDS",
     help="Wait before the second attempt.",
@@ -102,14 +107,14 @@ Example:
 @click.option(
     "--backoff-factor",
     type=click.FloatRange(min=1),
-    default=2.0,
+    default=_R.backoff_factor,
     show_default=True,
     help="Each further wait is this many times the one before.",
 )
 @click.option(
     "--backoff-max",
     type=_SECONDS,
-    default=60.0,
+    default=_R.backoff_max,
     show_default=True,
     metavar="SECONDS",
     help="The longest wait between attempts.",
@@ -130,15 +135,15 @@ Example:
 )
 @click.option(
     "--watch",
-    type=click.Choice(["auto", "events", "poll"]),
-    default="auto",
+    type=click.Choice([watch.value for watch in Watch]),
+    default=_F.watch.value,
     show_default=True,
     help="Local directories: filesystem events or polling (network filesystems).",
 )
 @click.option(
     "--poll-interval",
     type=_POSITIVE_SECONDS,
-    default=1.0,
+    default=_F.poll_interval,
     show_default=True,
     metavar="SECONDS",
     help="Seconds between listings when polling; the done marker is looked for as often.",
@@ -152,7 +157,7 @@ Example:
 @click.option(
     "--settle",
     type=_SECONDS,
-    default=1.0,
+    default=_F.settle_secs,
     show_default=True,
     metavar="SECONDS",
     help="Files whose format cannot be checked count as complete once unchanged this long.",
@@ -200,44 +205,50 @@ def follow_command(
     marker), stalls, or on Ctrl-C / SIGTERM. Put -- before the command.
     """
     console = Console(highlight=False, soft_wrap=True)  # long lines stay whole in logs
-    errors = Console(stderr=True, highlight=False)
+    # The default ceiling follows a larger --backoff; one given explicitly is checked as given.
+    explicit_max = ctx.get_parameter_source("backoff_max") is not ParameterSource.DEFAULT
     try:
         chosen: Layout | str | CheckpointPattern = (
             CheckpointPattern(pattern) if pattern is not None else layout
         )
         if pattern is not None and layout != "auto":
             raise ValueError(f"'--pattern' replaces '--layout'; got both ({layout!r})")
-        remote = parse_storage_options(storage_options)
-    except ValueError as exc:
-        errors.print(f"[bold red]tickwork follow:[/] {exc}")
+        followed = FollowOptions(
+            layout=chosen,  # type: ignore[arg-type] # checked (and converted) by the record
+            skip_to_latest=newest_only,
+            state_file=state_file,
+            hold=hold,
+            watch=watch,  # type: ignore[arg-type]
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            settle_secs=settle,
+            storage_options=parse_storage_options(storage_options),
+        )
+        retry = RetryPolicy(
+            max_attempts,
+            backoff,
+            backoff_factor,
+            backoff_max if explicit_max else max(backoff_max, backoff),
+        )
+    except (ValueError, TypeError) as exc:
+        Console(stderr=True, highlight=False).print(
+            Text.assemble(("tickwork follow: ", "bold red"), str(exc))
+        )
         return EXIT_USAGE
-    # The default ceiling follows a larger --backoff; one given explicitly is checked as given.
-    explicit_max = ctx.get_parameter_source("backoff_max") is not ParameterSource.DEFAULT
     options: dict[str, Any] = {
-        "layout": chosen,
-        "skip_to_latest": newest_only,
         "done_marker": done_marker,
         "stall_timeout": stall,
         "timeout": timeout,
         "max_evaluations": max_evaluations,
         "until_step": until_step,
-        "max_attempts": max_attempts,
-        "backoff": backoff,
-        "backoff_factor": backoff_factor,
-        "backoff_max": backoff_max if explicit_max else max(backoff_max, backoff),
         "on_error": "stop" if fail_fast else "continue",
-        "state_file": state_file,
-        "watch": watch,
-        "poll_interval": poll_interval,
-        "max_poll_interval": max_poll_interval,
-        "settle_secs": settle,
-        "hold": hold,
-        "storage_options": remote,
     }
     parent = ctx.parent.params if ctx.parent is not None else {}
     config = FollowConfig(
         directory=directory,
         command=command,
+        follow=followed,
+        retry=retry,
         options=options,
         quiet=quiet,
         command_timeout=command_timeout,

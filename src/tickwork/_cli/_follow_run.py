@@ -33,9 +33,17 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from .. import EndReason, Evaluation, Outcome, SidecarEvaluator, SidecarStats, stop_on_signals
-from .._checkpoints._checkpoint import Checkpoint
-from .._checkpoints._retry import RetryPolicy
+from .. import (
+    Checkpoint,
+    EndReason,
+    Evaluation,
+    FollowOptions,
+    Outcome,
+    SidecarEvaluator,
+    SidecarStats,
+    stop_on_signals,
+)
+from .._checkpoints._sidecar_policy import RetryPolicy
 from .._clock import MONOTONIC
 from ._command import CommandFailed, CommandInterrupted, CommandRunner
 
@@ -61,10 +69,13 @@ _ENDINGS = {
 
 @dataclass(frozen=True)
 class FollowConfig:
-    """What ``tickwork follow`` was asked to do (``options`` go to the evaluator)."""
+    """What ``tickwork follow`` was asked to do: how to follow (``follow``, passed whole to the
+    evaluator), how to retry, and the evaluator's other arguments (``options``)."""
 
     directory: str
     command: tuple[str, ...]
+    follow: FollowOptions = field(default_factory=lambda: FollowOptions(skip_to_latest=False))
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     options: dict[str, Any] = field(default_factory=dict)
     quiet: bool = False
     command_timeout: float | None = None
@@ -192,14 +203,8 @@ class _Reporter:
 def follow(config: FollowConfig, console: Console) -> int:
     """Run ``tickwork follow``; print to ``console``; return the exit status."""
     stop = threading.Event()
-    options = dict(config.options)
+    policy = config.retry
     try:
-        policy = RetryPolicy(
-            options.get("max_attempts", 3),
-            options.get("backoff", 1.0),
-            options.get("backoff_factor", 2.0),
-            options.get("backoff_max", 60.0),
-        )
         reporter = _Reporter(console, config, policy, stop)
         runner = CommandRunner(
             config.command,
@@ -215,7 +220,12 @@ def follow(config: FollowConfig, console: Console) -> int:
             stop=stop,
             on_result=reporter.result,
             name=f"tickwork follow ({config.directory})",
-            **options,
+            options=config.follow,
+            max_attempts=policy.max_attempts,
+            backoff=policy.backoff,
+            backoff_factor=policy.backoff_factor,
+            backoff_max=policy.backoff_max,
+            **config.options,
         )
     except (ValueError, TypeError, OSError, ImportError) as exc:
         Console(stderr=True, highlight=False).print(

@@ -1,41 +1,29 @@
-"""DirectoryView: keeps a Tracker up to date with a directory, and waits for it to change.
+"""When to look at the directory again, and what to look at: events, polls, or the directory's
+coming and going.
 
-How it watches (the follower's ``watch=``):
-
-``"events"``
-    A local directory watched through watchfiles (inotify, FSEvents, ...). Only the entries that
-    changed are examined, so the cost of noticing a checkpoint does not grow with the number
-    already there. A full listing is taken at start, once the watch is in place, and every
-    minute as a safety net (an event queue can overflow).
-``"poll"``
-    The directory is listed every ``poll_interval`` seconds: what network filesystems need
-    (inotify does not see other machines' writes to NFS). ``"auto"`` picks it for network
-    filesystems and when watchfiles is not installed.
-remote (fsspec URLs)
-    Always polled, with backoff while nothing changes (``poll_interval`` doubling up to
-    ``max_poll_interval``), listing caches bypassed.
-
-A missing directory is looked for again and again (locally every 0.1 s at most) and followed
-once it appears; one that disappears is waited for again. Every wait is on the tickwork clock
-and ends as soon as the stop signal is set.
+:meth:`Watching.refresh` returns an :class:`Observation` (a full listing, the names that changed,
+the directory gone or just found); :meth:`Watching.sleep` waits until something may have changed,
+a deadline, or a stop. How (the follower's ``watch=``, see docs/checkpoints.md): ``"events"``
+examines only the entries that changed, with a full listing at start, once the watch is in
+place, and every minute as a safety net; ``"poll"`` lists every ``poll_interval``; remote
+(fsspec) directories are always polled, backing off while nothing changes. A missing directory
+is looked for again and again (locally every 0.1 s at most) and followed once it appears.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
-from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from .._clock import Clock, Waitable
 from .._errors import ErrorLog
-from ._counters import Counters
-from ._policy import next_poll_interval
-from ._storage import Storage, network_filesystem
-from ._tracker import Tracker
-from ._watch import EventWatcher, watchfiles_available
+from ._checkpoint import Counters
+from ._events import EventBackend, EventWatcher, WatchfilesBackend, watchfiles_available
+from ._options import Watch
+from ._storage import Entry, Storage, changed_names, network_filesystem
 
-__all__ = ["DirectoryView", "Watch"]
+__all__ = ["Observation", "Watching", "next_poll_interval"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,21 +33,40 @@ _MISSING_PROBE = 0.1
 _EVENTS_RESCAN = 60.0
 
 
-class Watch(str, enum.Enum):
-    """How a local directory is watched (see the module docs)."""
+def next_poll_interval(
+    current: float, *, base: float, maximum: float, changed: bool, factor: float = 2.0
+) -> float:
+    """Polling backs off while nothing changes (times ``factor``, up to ``maximum``) and returns
+    to ``base`` as soon as something does."""
+    if changed:
+        return base
+    return min(maximum, max(base, current * factor))
 
-    AUTO = "auto"
-    EVENTS = "events"
-    POLL = "poll"
+
+@dataclass
+class Observation:
+    """What one look found. ``appeared``: the directory is followed from now on (it was missing,
+    or this is the first look), with ``first_listing`` taken then; ``lost``: it is gone (every
+    entry counts as deleted); ``listing``: a later full listing; ``names``: entries that changed
+    (from events); ``polled``: a poll (pending candidates are all worth looking at again);
+    ``looked``: False when nothing was looked at (the directory is missing, or just vanished
+    while polled)."""
+
+    appeared: bool = False
+    first_listing: dict[str, Entry] | None = None
+    lost: bool = False
+    listing: dict[str, Entry] | None = None
+    names: set[str] = field(default_factory=set)
+    polled: bool = False
+    looked: bool = True
 
 
-class DirectoryView:
-    """Feeds ``tracker`` from ``storage`` by events or polls; see the module docs."""
+class Watching:
+    """Looks at ``storage`` by events or polls and waits for it to change (see the module docs)."""
 
     def __init__(
         self,
         storage: Storage,
-        tracker: Tracker,
         *,
         watch: Watch,
         poll_interval: float,
@@ -68,10 +75,9 @@ class DirectoryView:
         stop: Waitable | None,
         counters: Counters,
         errors: ErrorLog,
-        on_present: Callable[[], None],
+        backend: EventBackend | None = None,
     ) -> None:
         self._storage = storage
-        self._tracker = tracker
         self._watch = watch
         self._poll_interval = poll_interval
         self._max_poll_interval = max_poll_interval
@@ -79,13 +85,14 @@ class DirectoryView:
         self._stop = stop
         self._counters = counters
         self._errors = errors
-        self._on_present = on_present
+        self._backend = backend
         self._wake = threading.Event()
         self._watcher: EventWatcher | None = None
         self._closed = False
         self.mode = "waiting"
         self.present = False
         self._caught_up = False
+        self._last_listing: dict[str, Entry] = {}
         now = clock.now()
         self._next_probe = now
         self._next_poll = now
@@ -105,12 +112,14 @@ class DirectoryView:
     def stopped(self) -> bool:
         return self._closed or (self._stop is not None and self._stop.is_set())
 
-    def refresh(self) -> None:
-        """Bring the tracker up to date with the directory."""
+    def refresh(self) -> Observation:
+        """Look at the directory as far as is due now."""
+        seen = Observation()
         now = self._clock.now()
         if not self.present:
+            seen.looked = False
             if now < self._next_probe:
-                return
+                return seen
             self._next_probe = now + self._probe_interval()
             if not self._storage.probe():
                 if self._storage.remote:  # back off while the prefix does not exist either
@@ -120,15 +129,17 @@ class DirectoryView:
                         maximum=self._max_poll_interval,
                         changed=False,
                     )
-                return
-            self._start_following()
+                return seen
+            seen.looked = True
+            self._start_following(seen)
             now = self._clock.now()
         if self.mode == "events":
-            self._refresh_events(now)
+            self._refresh_events(now, seen)
         elif now >= self._next_poll:
-            changed = self._scan()
+            changed = self._scan(seen)
+            seen.looked = self.present
             if self.present:
-                self._tracker.process(recheck_pending=True)
+                seen.polled = True
                 self._interval = next_poll_interval(
                     self._interval,
                     base=self._poll_interval,
@@ -136,33 +147,33 @@ class DirectoryView:
                     changed=changed,
                 )
                 self._next_poll = self._clock.now() + self._interval
-            return
-        self._tracker.process()
+        return seen
 
     def _probe_interval(self) -> float:
         if self._storage.remote:
             return self._interval
         return min(self._poll_interval, _MISSING_PROBE)
 
-    def _start_following(self) -> None:
+    def _start_following(self, seen: Observation) -> None:
         self.present = True
-        self._on_present()
+        seen.appeared = True
+        directory = self._storage.directory
         if self._storage.remote:
             self.mode = "remote"
         elif self._watch is Watch.POLL:
             self.mode = "poll"
-        elif self._watch is Watch.AUTO and not watchfiles_available():
+        elif self._watch is Watch.AUTO and self._backend is None and not watchfiles_available():
             logger.info(
                 "watchfiles is not installed: polling %r every %g s (pip install "
                 "'tickwork[watch]' for event-driven following)",
-                self._storage.directory,
+                directory,
                 self._poll_interval,
             )
             self.mode = "poll"
-        elif self._watch is Watch.AUTO and (fs := network_filesystem(self._storage.directory)):
+        elif self._watch is Watch.AUTO and (fs := network_filesystem(directory)):
             logger.info(
                 "%r is on a network filesystem (%s): polling every %g s",
-                self._storage.directory,
+                directory,
                 fs,
                 self._poll_interval,
             )
@@ -170,8 +181,7 @@ class DirectoryView:
         else:
             self.mode = "events"
             self._start_watcher()
-        self._scan()
-        self._tracker.start_eager()
+        self._scan(seen, first=True)
         self._next_poll = self._clock.now() + self._interval
         self._next_rescan = self._clock.now() + _EVENTS_RESCAN
 
@@ -179,16 +189,21 @@ class DirectoryView:
         self._wake.clear()
         self._caught_up = False
         self._watcher = EventWatcher(
-            self._storage.directory, wake=self._wake, stop=self._stop, errors=self._errors
+            self._storage.directory,
+            wake=self._wake,
+            stop=self._stop,
+            errors=self._errors,
+            backend=self._backend or WatchfilesBackend(),
         )
         self._watcher.start()
 
-    def _scan(self) -> bool:
-        """A full listing; True when anything changed. Handles a vanished directory."""
+    def _scan(self, seen: Observation, *, first: bool = False) -> bool:
+        """A full listing into ``seen``; True when anything changed. Handles a vanished
+        directory."""
         try:
             listing = self._storage.listdir()
         except FileNotFoundError:
-            self._lost()
+            self._lost(seen)
             return True
         except OSError as exc:
             self._errors.record(exc)
@@ -196,19 +211,29 @@ class DirectoryView:
             logger.warning("listing %r failed; will retry", self._storage.directory, exc_info=True)
             return False
         self._counters.add(scans=1)
-        return self._tracker.apply_listing(listing)
+        remote = self._storage.remote
+        changed = bool(changed_names(self._last_listing, listing, remote=remote))
+        self._last_listing = listing
+        if first:
+            seen.first_listing = listing
+        else:
+            seen.listing = listing
+        return changed
 
-    def _lost(self) -> None:
+    def _lost(self, seen: Observation) -> None:
         logger.warning("checkpoint directory %r is gone; waiting for it", self._storage.directory)
         self.present = False
         self.mode = "waiting"
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.close(timeout=0)
-        self._tracker.reset()
+        self._last_listing = {}
+        seen.lost = True
+        seen.first_listing = seen.listing = None
+        seen.names.clear()
         self._next_probe = self._clock.now()
 
-    def _refresh_events(self, now: float) -> None:
+    def _refresh_events(self, now: float, seen: Observation) -> None:
         watcher = self._watcher
         assert watcher is not None
         self._wake.clear()
@@ -216,7 +241,7 @@ class DirectoryView:
         if batches:
             self._counters.add(change_batches=batches)
         if self_changed and not self._storage.probe():
-            self._lost()
+            self._lost(seen)
             return
         if watcher.ended and not self.stopped:
             if watcher.failed:  # logged by the watcher
@@ -230,22 +255,22 @@ class DirectoryView:
         if (watcher.ready and not self._caught_up) or now >= self._next_rescan:
             self._caught_up = watcher.ready
             self._next_rescan = now + _EVENTS_RESCAN
-            self._scan()
+            self._scan(seen)
         if names and self.present:
             logger.debug("changed in %r: %s", self._storage.directory, sorted(names))
-            self._tracker.apply_changes(names)
+            seen.names |= names
 
-    def sleep(self, deadline: float | None) -> None:
-        """Wait until something may have changed, the deadline, or a stop."""
+    def sleep(self, deadline: float | None, recheck_at: float | None) -> None:
+        """Wait until something may have changed, a pending checkpoint is due to be looked at
+        again (``recheck_at``), the deadline, or a stop."""
         now = self._clock.now()
-        wake_at = [deadline]
+        wake_at = [deadline, recheck_at]
         if not self.present:
             wake_at.append(self._next_probe)
         elif self.mode == "events":
             wake_at.append(self._next_rescan)
         else:
             wake_at.append(self._next_poll)
-        wake_at.append(self._tracker.next_recheck())
         due = [t for t in wake_at if t is not None]
         timeout = max(0.0, min(due) - now) if due else None
         if self.mode == "events" and self._watcher is not None:
@@ -255,28 +280,22 @@ class DirectoryView:
         self._clock.wait(waitable, timeout)
 
     def rescan_now(self) -> None:
-        """Make the next :meth:`refresh` take a full listing at once, whatever the mode (a
-        consumer about to stop wants every checkpoint written so far, events in flight included).
-        """
+        """Make the next :meth:`refresh` take a full listing at once, whatever the mode."""
         now = self._clock.now()
         self._next_probe = min(self._next_probe, now)
         self._next_poll = min(self._next_poll, now)
         self._next_rescan = min(self._next_rescan, now)
 
-    def close(self) -> None:
-        """Stop watching; a wait in progress ends."""
+    def close(self, *, wait: bool = True) -> None:
+        """Stop watching; a wait in progress ends. ``wait=False`` does not wait for the watcher
+        thread (from a finaliser)."""
         self._closed = True
         self._wake.set()
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            watcher.close()
-
-    def abandon(self) -> None:
-        """Stop the watcher without waiting for it (from a finaliser)."""
-        self._closed = True
         watcher = self._watcher
+        if wait:
+            self._watcher = None
         if watcher is not None:
-            watcher.close(timeout=0)
+            watcher.close(timeout=1.0 if wait else 0)
 
     def running_thread_names(self) -> list[str]:
         watcher = self._watcher

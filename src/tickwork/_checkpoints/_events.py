@@ -1,19 +1,10 @@
-"""Event-driven watching of one local directory through watchfiles.
+"""Filesystem events for one local directory: the backend, and the thread that collects them.
 
-A daemon thread runs :func:`watchfiles.watch` on the checkpoint directory (top level only: the
-follower polls inside the few checkpoint directories still being written, so the number of
-inotify watches stays one however many checkpoints there are). It adds the names of the entries
-that changed to a set and sets the follower's wake-up event. The follower drains the set and
-examines only those names: noticing one new checkpoint costs the same with 10 or 10,000 present.
-
-watchfiles (the Rust ``notify`` crate) keeps collecting events while the follower is busy, so a
-slow consumer loses none. The thread ends within a few milliseconds of the follower closing or
-the user's stop signal being set (watchfiles checks ``stop_event.is_set()`` every ``step``), and
-then sets the wake-up event too, which is how a stop reaches a follower waiting for events.
-
-watchfiles reports created, modified and deleted entries; it does not pass on inotify's
-close-after-write events, which is one reason completeness is decided from the files'
-structure (see :mod:`tickwork._checkpoints._formats`).
+An :class:`EventBackend` yields batches of changed paths until its stop signal is set;
+:class:`WatchfilesBackend` is the real one (top level only), and tests pass a scripted one.
+:class:`EventWatcher` runs a backend in a thread, keeps the names of the entries that changed
+until :meth:`~EventWatcher.drain` takes them, and sets the follower's wake-up event on every
+batch and when it ends (which is how a stop reaches a follower waiting for events).
 """
 
 from __future__ import annotations
@@ -21,12 +12,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any
+from collections.abc import Collection, Iterator
+from typing import Any, Protocol
 
-from .._clock import Waitable
+from .._clock import Waitable, any_stop
 from .._errors import ErrorLog
+from .._naming import thread_name
+from .._sync import SignalSafeEvent
 
-__all__ = ["EventWatcher", "watchfiles_available"]
+__all__ = ["EventBackend", "EventWatcher", "WatchfilesBackend", "watchfiles_available"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +32,7 @@ _DEBOUNCE_MS = 50
 # watchfiles returns to Python this often when nothing happens (the first return tells that the
 # watch is in place).
 _IDLE_RETURN_MS = 250
-_THREAD_PREFIX = "tickwork checkpoint watcher"
+_THREAD_PREFIX = thread_name("checkpoint watcher")
 
 
 class _QuietOurBatches(logging.Filter):
@@ -66,17 +60,40 @@ def watchfiles_available() -> bool:
     return True
 
 
-class _StopProxy:
-    """What watchfiles polls: set when the watcher is closed or the user's stop is set."""
+class EventBackend(Protocol):
+    """Where filesystem events come from."""
 
-    __slots__ = ("_closed", "_stop")
+    def watch(self, directory: str, stop: Waitable) -> Iterator[Collection[str]]:
+        """Yield the paths that changed in ``directory``, batch by batch. The first batch (empty
+        when nothing changed) means the watch is in place; an empty batch may come whenever
+        nothing changed for a while. It ends soon after ``stop`` is set; an error raised ends
+        event watching (the follower falls back to polling)."""
+        ...
 
-    def __init__(self, closed: threading.Event, stop: Waitable | None) -> None:
-        self._closed = closed
-        self._stop = stop
 
-    def is_set(self) -> bool:
-        return self._closed.is_set() or (self._stop is not None and self._stop.is_set())
+class WatchfilesBackend:
+    """Events through watchfiles (inotify, FSEvents, ReadDirectoryChangesW), top level only."""
+
+    def watch(self, directory: str, stop: Waitable) -> Iterator[Collection[str]]:
+        import watchfiles
+
+        kwargs: dict[str, Any] = {
+            "watch_filter": None,
+            "debounce": _DEBOUNCE_MS,
+            "step": _STEP_MS,
+            "stop_event": stop,
+            "rust_timeout": _IDLE_RETURN_MS,
+            "yield_on_timeout": True,
+            "raise_interrupt": False,
+            "force_polling": False,
+            "recursive": False,
+            "ignore_permission_denied": True,
+        }
+        for changes in watchfiles.watch(directory, **kwargs):
+            yield {path for _change, path in changes}
+
+    def __repr__(self) -> str:
+        return "WatchfilesBackend()"
 
 
 class EventWatcher:
@@ -89,6 +106,7 @@ class EventWatcher:
         wake: threading.Event,
         stop: Waitable | None,
         errors: ErrorLog,
+        backend: EventBackend,
     ) -> None:
         self.directory = directory
         self._forms = {os.path.normpath(os.path.abspath(directory))}
@@ -101,9 +119,12 @@ class EventWatcher:
         self._batches = 0
         self._ready = False
         self.failed = False
-        self._closed = threading.Event()
+        self._backend = backend
+        self._closed = SignalSafeEvent()
         self._ended = threading.Event()
-        self._proxy = _StopProxy(self._closed, stop)
+        stop_watching = any_stop(self._closed, stop)
+        assert stop_watching is not None
+        self._stop = stop_watching
         self._thread = threading.Thread(
             target=self._run,
             name=f"{_THREAD_PREFIX} ({directory})",
@@ -116,24 +137,7 @@ class EventWatcher:
 
     def _run(self) -> None:
         try:
-            import watchfiles
-        except ImportError as exc:  # checked before starting; kept for a clear log if not
-            self._fail(exc)
-            return
-        kwargs: dict[str, Any] = {
-            "watch_filter": None,
-            "debounce": _DEBOUNCE_MS,
-            "step": _STEP_MS,
-            "stop_event": self._proxy,
-            "rust_timeout": _IDLE_RETURN_MS,
-            "yield_on_timeout": True,
-            "raise_interrupt": False,
-            "force_polling": False,
-            "recursive": False,
-            "ignore_permission_denied": True,
-        }
-        try:
-            for changes in watchfiles.watch(self.directory, **kwargs):
+            for changes in self._backend.watch(self.directory, self._stop):
                 self._record(changes)
         except Exception as exc:
             self._fail(exc)
@@ -141,11 +145,11 @@ class EventWatcher:
             self._ended.set()
             self._wake.set()
 
-    def _record(self, changes: set[tuple[Any, str]]) -> None:
+    def _record(self, changes: Collection[str]) -> None:
         with self._lock:
             first = not self._ready
             self._ready = True
-            for _change, path in changes:
+            for path in changes:
                 normal = os.path.normpath(path)
                 if normal in self._forms:
                     self._self_changed = True

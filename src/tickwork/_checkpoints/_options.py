@@ -1,0 +1,116 @@
+"""How a checkpoint directory is followed: :class:`FollowOptions`, one frozen record.
+
+Built once (by :func:`tickwork.checkpoints_iterator`, :func:`tickwork.wait_for_new_checkpoint`,
+:class:`tickwork.SidecarEvaluator`, ``tickwork follow``, or by the user) and passed whole to the
+follower. Its field defaults are the defaults of every one of those; nothing restates them.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .._validate import check_choice, check_nonnegative, check_optional_nonnegative, check_positive
+from ._layouts import CheckpointPattern, Layout
+
+__all__ = ["FollowOptions", "Watch", "resolve_options"]
+
+
+class Watch(str, enum.Enum):
+    """How a local directory is watched: ``"events"`` (filesystem events), ``"poll"`` (a listing
+    every ``poll_interval``), ``"auto"`` (events, except on network filesystems or without
+    watchfiles). Remote (fsspec) directories are always polled."""
+
+    AUTO = "auto"
+    EVENTS = "events"
+    POLL = "poll"
+
+
+@dataclass(frozen=True)
+class FollowOptions:
+    """The settings of a :class:`tickwork.CheckpointFollower` (each checked when built).
+
+    ``layout``: ``"auto"`` (detected from the first entries that identify one), ``"tensorflow"``,
+    ``"orbax"``, ``"huggingface"``, ``"keras"``, ``"torch"``, or a :class:`CheckpointPattern`.
+    ``skip_to_latest``: True hands out the newest complete checkpoint each time (TensorFlow's
+    behaviour, older ones counted as skipped); False every complete checkpoint once, in step
+    order. ``state_file``: a local JSON file recording the last checkpoint finished; a restarted
+    follower goes on after it. ``hold``: hard-link each checkpoint handed out into ``hold_dir``
+    (default ``<checkpoint_dir>/.tickwork-hold``, same filesystem) and hand out that copy; local
+    directories only. ``watch``: see :class:`Watch`. ``poll_interval``: seconds between listings
+    when polling. ``max_poll_interval``: remote directories back off to this while nothing
+    changes (default ``10 * poll_interval``; locally ``poll_interval``). ``settle_secs``: a file
+    whose format records nothing about its completeness, or a directory with no commit marker,
+    counts as complete once unchanged this long. ``latest_filename``: the TensorFlow state
+    file's name (default ``"checkpoint"``). ``storage_options``: passed to fsspec for remote
+    directories.
+    """
+
+    layout: Layout | CheckpointPattern = Layout.AUTO
+    skip_to_latest: bool = True
+    state_file: str | None = None
+    hold: bool = False
+    hold_dir: str | None = None
+    watch: Watch = Watch.AUTO
+    poll_interval: float = 1.0
+    max_poll_interval: float | None = None
+    settle_secs: float = 1.0
+    latest_filename: str | None = None
+    storage_options: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        put = object.__setattr__
+        if not isinstance(self.layout, CheckpointPattern):
+            put(self, "layout", check_choice("layout", self.layout, Layout))
+        for flag in ("skip_to_latest", "hold"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"'{flag}' must be a bool; got {getattr(self, flag)!r}")
+        for path in ("state_file", "hold_dir"):
+            value = getattr(self, path)
+            if value is not None:
+                if not isinstance(value, (str, os.PathLike)):
+                    raise TypeError(f"'{path}' must be a path or None; got {value!r}")
+                put(self, path, os.fspath(value))
+        put(self, "watch", check_choice("watch", self.watch, Watch))
+        poll = check_positive("poll_interval", self.poll_interval)
+        put(self, "poll_interval", poll)
+        ceiling = check_optional_nonnegative("max_poll_interval", self.max_poll_interval)
+        if ceiling is not None and ceiling < poll:
+            raise ValueError(
+                f"'max_poll_interval' must be >= poll_interval ({poll!r}); "
+                f"got {self.max_poll_interval!r}"
+            )
+        put(self, "settle_secs", check_nonnegative("settle_secs", self.settle_secs))
+        name = self.latest_filename
+        if name is not None and (not isinstance(name, str) or not name or "/" in name):
+            raise ValueError(f"'latest_filename' must be a file name; got {name!r}")
+        if self.storage_options is not None and not isinstance(self.storage_options, Mapping):
+            raise TypeError(
+                f"'storage_options' must be a mapping or None; got {self.storage_options!r}"
+            )
+
+
+DEFAULTS = FollowOptions()
+
+
+def resolve_options(
+    options: FollowOptions | None, given: FollowOptions, defaults: FollowOptions = DEFAULTS
+) -> FollowOptions:
+    """``options`` when given (then every separate setting must be left at its default), else
+    ``given`` (the record built from the separate settings)."""
+    if options is None:
+        return given
+    if not isinstance(options, FollowOptions):
+        raise TypeError(f"'options' must be a tickwork.FollowOptions or None; got {options!r}")
+    if given != defaults:
+        changed = [
+            f.name for f in fields(given) if getattr(given, f.name) != getattr(defaults, f.name)
+        ]
+        raise TypeError(
+            "'options' and separate follow settings exclude each other; got options= and "
+            + ", ".join(f"{name}=" for name in changed)
+        )
+    return options
