@@ -1,14 +1,18 @@
-"""Helpers for the checkpoint-following tests: a scripted in-memory storage and builders of
-checkpoint files."""
+"""Helpers for the checkpoint-following tests: a scripted in-memory storage, a scripted event
+backend, and builders of checkpoint files."""
 
 from __future__ import annotations
 
 import io
 import json
+import queue
 import struct
+import threading
 import zipfile
 from collections import Counter
+from collections.abc import Collection, Iterator
 
+from tickwork import Waitable
 from tickwork._checkpoints._storage import Entry, Storage
 
 
@@ -122,6 +126,43 @@ class MemoryStorage(Storage):
 
     def __repr__(self) -> str:
         return f"MemoryStorage({self.directory!r})"
+
+
+class ScriptedEvents:
+    """An event backend that replays the batches a test pushes (as watchfiles tests itself).
+
+    ``watch()`` yields an empty batch at once (the watch is in place), then each pushed batch of
+    paths; an exception pushed with :meth:`fail` is raised there. It ends soon after its stop
+    signal is set (looked at every 5 ms of real time).
+    """
+
+    def __init__(self, directory: str = "/mem/run") -> None:
+        self.directory = directory
+        self._batches: queue.Queue[Collection[str] | BaseException] = queue.Queue()
+        self.started = threading.Event()
+        self.ended = threading.Event()
+
+    def push(self, *names: str) -> None:
+        """One batch: ``names`` changed (entry names; ``""`` is the directory itself)."""
+        self._batches.put({f"{self.directory}/{n}" if n else self.directory for n in names})
+
+    def fail(self, error: BaseException) -> None:
+        self._batches.put(error)
+
+    def watch(self, directory: str, stop: Waitable) -> Iterator[Collection[str]]:
+        self.started.set()
+        try:
+            yield set()
+            while not stop.is_set():
+                try:
+                    item = self._batches.get(timeout=0.005)
+                except queue.Empty:
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.ended.set()
 
 
 # -- checkpoint file builders ---------------------------------------------------------------------
