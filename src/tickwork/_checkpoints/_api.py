@@ -11,14 +11,24 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._clock import Clock, check_clock
 from .._validate import check_nonnegative, check_optional_nonnegative, check_positive
 from ._checkpoint import Checkpoint, FollowerStats
 from ._follower import CheckpointFollower, StopArgument
 from ._layouts import CheckpointPattern, Layout
-from ._options import DEFAULTS, FollowOptions, Watch, resolve_options
+from ._options import (
+    DEFAULTS,
+    FollowOptions,
+    FollowSettings,
+    Watch,
+    follow_options,
+    takes_settings,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "CheckpointIterator",
@@ -127,26 +137,17 @@ class CheckpointIterator(Iterator[Checkpoint]):
         return f"<CheckpointIterator over {self._follower!r}>"
 
 
+@takes_settings()
 def checkpoints_iterator(
     checkpoint_dir: str | os.PathLike[str],
     min_interval_secs: float = 0,
     timeout: float | None = None,
     timeout_fn: Callable[[], object] | None = None,
     *,
-    skip_to_latest: bool = _D.skip_to_latest,
-    layout: Layout | str | CheckpointPattern = _D.layout,
     stop: StopArgument = None,
-    state_file: str | os.PathLike[str] | None = _D.state_file,
-    hold: bool = _D.hold,
-    hold_dir: str | os.PathLike[str] | None = _D.hold_dir,
-    watch: Watch | str = _D.watch,
-    poll_interval: float = _D.poll_interval,
-    max_poll_interval: float | None = _D.max_poll_interval,
-    settle_secs: float = _D.settle_secs,
-    latest_filename: str | None = _D.latest_filename,
-    storage_options: Mapping[str, Any] | None = _D.storage_options,
     clock: Clock | None = None,
     options: FollowOptions | None = None,
+    **settings: Unpack[FollowSettings],
 ) -> CheckpointIterator:
     """Continuously yield new checkpoints as they appear, like ``tf.train.checkpoints_iterator``.
 
@@ -165,7 +166,7 @@ def checkpoints_iterator(
             in step order.
         layout, state_file, hold, hold_dir, watch, poll_interval, max_poll_interval,
         settle_secs, latest_filename, storage_options: see :class:`FollowOptions`; or
-        ``options``, all of them (with skip_to_latest) as one record.
+        ``options``, all of them (``skip_to_latest`` too) as one record.
         stop, clock: see :class:`CheckpointFollower`.
 
     Yields:
@@ -180,21 +181,7 @@ def checkpoints_iterator(
     if timeout_fn is not None and not callable(timeout_fn):
         raise TypeError(f"'timeout_fn' must be callable or None; got {timeout_fn!r}")
     follower = CheckpointFollower(
-        checkpoint_dir,
-        layout=layout,
-        skip_to_latest=skip_to_latest,
-        stop=stop,
-        state_file=state_file,
-        hold=hold,
-        hold_dir=hold_dir,
-        watch=watch,
-        poll_interval=poll_interval,
-        max_poll_interval=max_poll_interval,
-        settle_secs=settle_secs,
-        latest_filename=latest_filename,
-        storage_options=storage_options,
-        clock=clock,
-        options=options,
+        checkpoint_dir, stop=stop, clock=clock, options=follow_options(options, settings)
     )
     return CheckpointIterator(
         follower,
@@ -208,7 +195,7 @@ def checkpoints_iterator(
 def wait_for_new_checkpoint(
     checkpoint_dir: str | os.PathLike[str],
     last_checkpoint: str | None = None,
-    seconds_to_sleep: float = 1,
+    seconds_to_sleep: float = _D.poll_interval,
     timeout: float | None = None,
     *,
     layout: Layout | str | CheckpointPattern = _D.layout,
@@ -231,15 +218,16 @@ def wait_for_new_checkpoint(
     interval = check_positive("seconds_to_sleep", seconds_to_sleep)
     timeout = check_optional_nonnegative("timeout", timeout)
     last = None if last_checkpoint is None else os.fspath(last_checkpoint)
-    given = FollowOptions(
-        layout=layout,  # type: ignore[arg-type] # checked (and converted) by the record
-        watch=watch,  # type: ignore[arg-type]
-        poll_interval=interval,
-        settle_secs=settle_secs,
-        latest_filename=latest_filename,
-        storage_options=storage_options,
-    )
-    chosen = resolve_options(options, given)
+    given: dict[str, object] = {
+        "layout": layout,
+        "watch": watch,
+        "poll_interval": interval,
+        "settle_secs": settle_secs,
+        "latest_filename": latest_filename,
+        "storage_options": storage_options,
+    }
+    changed = {name: value for name, value in given.items() if value != getattr(_D, name)}
+    chosen = follow_options(options, changed)
     clock_ = check_clock(clock)
     with CheckpointFollower(checkpoint_dir, stop=stop, clock=clock_, options=chosen) as follower:
         logger.info("Waiting for new checkpoint at %s", follower.checkpoint_dir)

@@ -25,12 +25,14 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._checkpoint import Checkpoint
+from .._errors import ErrorLog
+from ._checkpoint import Checkpoint, Counters
 
 __all__ = [
     "FORMAT",
     "HOLD_DIRNAME",
     "Holder",
+    "ResumeFile",
     "ResumeFileError",
     "ResumePoint",
     "load_resume",
@@ -238,3 +240,41 @@ def save_resume(path: str, checkpoint_dir: str, layout: str | None, point: Resum
         pass  # not every filesystem syncs directories; the rename itself is atomic
     finally:
         os.close(descriptor)
+
+
+class ResumeFile:
+    """The follower's ``state_file``: what it loads at start and records after each checkpoint;
+    a failure is logged, counted and kept, never raised (the follower starts afresh, or goes on)."""
+
+    def __init__(
+        self, path: str, checkpoint_dir: str, errors: ErrorLog, counters: Counters
+    ) -> None:
+        self.path = path
+        self._directory = checkpoint_dir
+        self._errors = errors
+        self._counters = counters
+
+    def load(self) -> ResumePoint | None:
+        try:
+            point = load_resume(self.path, self._directory)
+        except ResumeFileError as exc:
+            self._errors.record(exc)
+            self._counters.add(errors=1)
+            logger.error("starting afresh: %s", exc, exc_info=True)
+            return None
+        if point is not None:
+            logger.info(
+                "resuming after checkpoint %r (step %s) recorded in %r",
+                point.path,
+                point.step,
+                self.path,
+            )
+        return point
+
+    def save(self, layout: str | None, point: ResumePoint) -> None:
+        try:
+            save_resume(self.path, self._directory, layout, point)
+        except OSError as exc:
+            self._errors.record(exc)
+            self._counters.add(errors=1)
+            logger.error("could not record progress in %r", self.path, exc_info=True)

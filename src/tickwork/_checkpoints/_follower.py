@@ -11,25 +11,27 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .. import _fork
-from .._clock import Waitable, _CoordinatorLike, as_waitable, check_clock
+from .._clock import Clock, Waitable, _CoordinatorLike, as_waitable, check_clock
 from .._errors import ErrorLog
 from .._validate import check_optional_nonnegative
 from ._checkpoint import Checkpoint, Counters, FollowerStats
 from ._completeness import Judge
-from ._consumer import Holder, ResumeFileError, ResumePoint, load_resume, save_resume
+from ._consumer import Holder, ResumeFile, ResumePoint
 from ._directory import Directory, Update
 from ._events import EventBackend, watchfiles_available
-from ._layouts import CheckpointPattern, Layout, sort_key
+from ._layouts import sort_key
 from ._next import Queue
-from ._options import DEFAULTS, FollowOptions, Watch, resolve_options
+from ._options import FollowOptions, FollowSettings, Watch, follow_options, takes_settings
 from ._storage import Storage, open_storage
 from ._tfstate import DEFAULT_STATE_FILENAME
 from ._watching import Watching
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["CheckpointFollower", "StopArgument"]
 
@@ -45,15 +47,15 @@ _PENDING_RECHECK = 0.5
 _MARKER_POLL = 0.05
 # Remote: the default ceiling of the polling backoff, as a multiple of poll_interval.
 _REMOTE_BACKOFF_CEILING = 10.0
-_D = DEFAULTS
 
 
 class CheckpointFollower:
     """Follows ``checkpoint_dir`` and hands out its checkpoints once complete.
 
     ``checkpoint_dir``: a local directory, or a URL fsspec understands (``s3://bucket/run``); it
-    may not exist yet (it is waited for). The settings are those of :class:`FollowOptions`,
-    given one by one or whole as ``options`` (not both). ``stop``: a :class:`threading.Event` or
+    may not exist yet (it is waited for). The settings are :class:`FollowOptions`'s keyword
+    arguments (``skip_to_latest=False``, ``watch="poll"``, ...), or one record as ``options``
+    (not both). ``stop``: a :class:`threading.Event` or
     a Coordinator; once set, waits end (within milliseconds) and :meth:`next_checkpoint`
     returns None. ``clock``: the clock to wait on (tests use
     :class:`tickwork.testing.FakeClock`).
@@ -62,41 +64,19 @@ class CheckpointFollower:
     but is a file or cannot be listed.
     """
 
+    @takes_settings()
     def __init__(
         self,
         checkpoint_dir: str | os.PathLike[str],
         *,
-        layout: Layout | str | CheckpointPattern = _D.layout,
-        skip_to_latest: bool = _D.skip_to_latest,
         stop: StopArgument = None,
-        state_file: str | os.PathLike[str] | None = _D.state_file,
-        hold: bool = _D.hold,
-        hold_dir: str | os.PathLike[str] | None = _D.hold_dir,
-        watch: Watch | str = _D.watch,
-        poll_interval: float = _D.poll_interval,
-        max_poll_interval: float | None = _D.max_poll_interval,
-        settle_secs: float = _D.settle_secs,
-        latest_filename: str | None = _D.latest_filename,
-        storage_options: Mapping[str, Any] | None = _D.storage_options,
-        clock: object = None,
+        clock: Clock | None = None,
         options: FollowOptions | None = None,
         _storage: Storage | None = None,
         _events: EventBackend | None = None,
+        **settings: Unpack[FollowSettings],
     ) -> None:
-        given = FollowOptions(
-            layout=layout,  # type: ignore[arg-type] # checked (and converted) by the record
-            skip_to_latest=skip_to_latest,
-            state_file=None if state_file is None else os.fspath(state_file),
-            hold=hold,
-            hold_dir=None if hold_dir is None else os.fspath(hold_dir),
-            watch=watch,  # type: ignore[arg-type]
-            poll_interval=poll_interval,
-            max_poll_interval=max_poll_interval,
-            settle_secs=settle_secs,
-            latest_filename=latest_filename,
-            storage_options=storage_options,
-        )
-        self._options = options = resolve_options(options, given)
+        self._options = options = follow_options(options, settings)
         storage = _storage or open_storage(checkpoint_dir, options.storage_options)
         self._clock = check_clock(clock)
         if storage.remote and options.watch is Watch.EVENTS:
@@ -127,7 +107,12 @@ class CheckpointFollower:
         self._current: Checkpoint | None = None
         self._current_point: ResumePoint | None = None
         self._last_step: int | None = None
-        self._resumed = self._load_resume()
+        self._resume_file = (
+            None
+            if options.state_file is None
+            else ResumeFile(options.state_file, storage.directory, self._errors, self._counters)
+        )
+        self._resumed = None if self._resume_file is None else self._resume_file.load()
         floor = None if self._resumed is None else sort_key(self._resumed.step, self._resumed.key)
         self._directory = Directory(
             storage,
@@ -181,26 +166,6 @@ class CheckpointFollower:
             logger.warning(
                 "could not look at %r yet; will retry", self._storage.directory, exc_info=True
             )
-
-    def _load_resume(self) -> ResumePoint | None:
-        state_file = self._options.state_file
-        if state_file is None:
-            return None
-        try:
-            point = load_resume(state_file, self._storage.directory)
-        except ResumeFileError as exc:
-            self._errors.record(exc)
-            self._counters.add(errors=1)
-            logger.error("starting afresh: %s", exc, exc_info=True)
-            return None
-        if point is not None:
-            logger.info(
-                "resuming after checkpoint %r (step %s) recorded in %r",
-                point.path,
-                point.step,
-                state_file,
-            )
-        return point
 
     # -- the public surface -----------------------------------------------------------------------
 
@@ -300,14 +265,8 @@ class CheckpointFollower:
         point, self._current_point = self._current_point, None
         if self._holder is not None:
             self._holder.release(current)
-        state_file = self._options.state_file
-        if state_file is not None and point is not None:
-            try:
-                save_resume(state_file, self._storage.directory, self.layout, point)
-            except OSError as exc:
-                self._errors.record(exc)
-                self._counters.add(errors=1)
-                logger.error("could not record progress in %r", state_file, exc_info=True)
+        if self._resume_file is not None and point is not None:
+            self._resume_file.save(self.layout, point)
 
     def latest(self) -> Checkpoint | None:
         """The newest complete checkpoint now (not handed out, nothing recorded), or None."""

@@ -8,15 +8,23 @@ follower. Its field defaults are the defaults of every one of those; nothing res
 from __future__ import annotations
 
 import enum
+import inspect
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, TypedDict, TypeVar
 
 from .._validate import check_choice, check_nonnegative, check_optional_nonnegative, check_positive
 from ._layouts import CheckpointPattern, Layout
 
-__all__ = ["FollowOptions", "Watch", "resolve_options"]
+__all__ = [
+    "DEFAULTS",
+    "FollowOptions",
+    "FollowSettings",
+    "Watch",
+    "follow_options",
+    "takes_settings",
+]
 
 
 class Watch(str, enum.Enum):
@@ -96,21 +104,68 @@ class FollowOptions:
 DEFAULTS = FollowOptions()
 
 
-def resolve_options(
-    options: FollowOptions | None, given: FollowOptions, defaults: FollowOptions = DEFAULTS
+class FollowSettings(TypedDict, total=False):
+    """The keyword arguments that :class:`FollowOptions` takes (for ``**settings``)."""
+
+    layout: Layout | str | CheckpointPattern
+    skip_to_latest: bool
+    state_file: str | os.PathLike[str] | None
+    hold: bool
+    hold_dir: str | os.PathLike[str] | None
+    watch: Watch | str
+    poll_interval: float
+    max_poll_interval: float | None
+    settle_secs: float
+    latest_filename: str | None
+    storage_options: Mapping[str, Any] | None
+
+
+def follow_options(
+    options: FollowOptions | None,
+    settings: Mapping[str, Any],
+    defaults: Mapping[str, Any] | None = None,
 ) -> FollowOptions:
-    """``options`` when given (then every separate setting must be left at its default), else
-    ``given`` (the record built from the separate settings)."""
+    """The record to follow with: ``options`` itself, or one built from ``settings`` (over the
+    caller's own ``defaults``); both at once is a TypeError."""
     if options is None:
-        return given
+        return FollowOptions(**{**(defaults or {}), **settings})
     if not isinstance(options, FollowOptions):
         raise TypeError(f"'options' must be a tickwork.FollowOptions or None; got {options!r}")
-    if given != defaults:
-        changed = [
-            f.name for f in fields(given) if getattr(given, f.name) != getattr(defaults, f.name)
-        ]
+    if settings:
         raise TypeError(
             "'options' and separate follow settings exclude each other; got options= and "
-            + ", ".join(f"{name}=" for name in changed)
+            + ", ".join(f"{name}=" for name in settings)
         )
     return options
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _annotation(hint: object) -> object:
+    return getattr(hint, "__forward_arg__", hint)  # a TypedDict keeps its hints as ForwardRefs
+
+
+def takes_settings(**defaults: object) -> Callable[[_F], _F]:
+    """Show ``**settings`` in the signature (``help()``, ``inspect``) as the keyword-only
+    arguments of :class:`FollowOptions`, with their defaults (or the caller's ``defaults``)."""
+
+    def decorate(func: _F) -> _F:
+        signature = inspect.signature(func)
+        params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        at = next((i for i, p in enumerate(params) if p.name == "options"), len(params))
+        settings = [
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=defaults.get(f.name, f.default if f.default is not MISSING else None),
+                annotation=_annotation(FollowSettings.__annotations__[f.name]),
+            )
+            for f in fields(FollowOptions)
+        ]
+        func.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*params[:at], *settings, *params[at:]]
+        )
+        return func
+
+    return decorate

@@ -14,9 +14,9 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from .. import _fork
 from .._clock import Clock, any_stop, as_waitable, check_clock
@@ -29,11 +29,13 @@ from ._checkpoint import Checkpoint
 from ._evaluation import Evaluation, RunState, SidecarStats
 from ._events import EventBackend
 from ._follower import CheckpointFollower, StopArgument
-from ._layouts import CheckpointPattern, Layout
-from ._options import DEFAULTS, FollowOptions, Watch, resolve_options
+from ._options import FollowOptions, FollowSettings, follow_options, takes_settings
 from ._sidecar_loop import EvaluationLoop
 from ._sidecar_policy import EndReason, EndRules, RetryPolicy, check_done_marker, check_retry_on
 from ._storage import Storage, open_storage
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["SidecarEvaluator"]
 
@@ -41,10 +43,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_D = DEFAULTS
 _R = RetryPolicy()
 # The evaluator's own default: every checkpoint, in step order.
-_SIDECAR_DEFAULTS = FollowOptions(skip_to_latest=False)
+_SIDECAR_DEFAULTS = {"skip_to_latest": False}
 
 
 class SidecarEvaluator(Generic[T]):
@@ -56,8 +57,8 @@ class SidecarEvaluator(Generic[T]):
         evaluate: called with each :class:`Checkpoint` (a ``str`` path with ``.step``), in step
             order, in the evaluator's thread. What it returns is kept (see ``keep_results``) and
             handed to ``on_result``. If it raises, the checkpoint is tried again (below).
-        skip_to_latest: False (default): every complete checkpoint, once, in step order. True:
-            only the newest each time (tf_keras's behaviour); those passed over are counted.
+        skip_to_latest: False (default here): every complete checkpoint, once, in step order.
+            True: only the newest each time (tf_keras's behaviour); passed-over ones counted.
         max_evaluations: end after this many checkpoints are finished (evaluated or failed).
         until_step: end after finishing a checkpoint at this step or later (what tf_keras's
             ``max_evaluations`` meant: ``ckpt-<n>``).
@@ -96,12 +97,12 @@ class SidecarEvaluator(Generic[T]):
     An evaluator runs once. Bad arguments raise here, naming the argument.
     """
 
+    @takes_settings(**_SIDECAR_DEFAULTS)
     def __init__(
         self,
         checkpoint_dir: str | os.PathLike[str],
         evaluate: Callable[[Checkpoint], T],
         *,
-        skip_to_latest: bool = _SIDECAR_DEFAULTS.skip_to_latest,
         max_evaluations: int | None = None,
         until_step: int | None = None,
         timeout: float | None = None,
@@ -117,22 +118,13 @@ class SidecarEvaluator(Generic[T]):
         on_result: Callable[[Evaluation[T]], object] | None = None,
         keep_results: int = 1000,
         stop: StopArgument = None,
-        state_file: str | os.PathLike[str] | None = _D.state_file,
         name: str | None = None,
         daemon: bool = True,
         clock: Clock | None = None,
-        layout: Layout | str | CheckpointPattern = _D.layout,
-        hold: bool = _D.hold,
-        hold_dir: str | os.PathLike[str] | None = _D.hold_dir,
-        watch: Watch | str = _D.watch,
-        poll_interval: float = _D.poll_interval,
-        max_poll_interval: float | None = _D.max_poll_interval,
-        settle_secs: float = _D.settle_secs,
-        latest_filename: str | None = _D.latest_filename,
-        storage_options: Mapping[str, Any] | None = _D.storage_options,
         options: FollowOptions | None = None,
         _storage: Storage | None = None,
         _events: EventBackend | None = None,
+        **settings: Unpack[FollowSettings],
     ) -> None:
         if not callable(evaluate):
             raise TypeError(f"'evaluate' must be callable; got {evaluate!r}")
@@ -157,20 +149,7 @@ class SidecarEvaluator(Generic[T]):
         results: deque[Evaluation[T]] = deque(
             maxlen=check_int("keep_results", keep_results, minimum=0)
         )
-        given = FollowOptions(
-            layout=layout,  # type: ignore[arg-type] # checked (and converted) by the record
-            skip_to_latest=skip_to_latest,
-            state_file=None if state_file is None else os.fspath(state_file),
-            hold=hold,
-            hold_dir=None if hold_dir is None else os.fspath(hold_dir),
-            watch=watch,  # type: ignore[arg-type]
-            poll_interval=poll_interval,
-            max_poll_interval=max_poll_interval,
-            settle_secs=settle_secs,
-            latest_filename=latest_filename,
-            storage_options=storage_options,
-        )
-        follow = resolve_options(options, given, _SIDECAR_DEFAULTS)
+        follow = follow_options(options, settings, _SIDECAR_DEFAULTS)
         user_stop = as_waitable(stop)
         storage = _storage or open_storage(checkpoint_dir, follow.storage_options)
         self._own_stop = SignalSafeEvent()
