@@ -1,26 +1,43 @@
-"""Filesystem events for one local directory: the backend, and the thread that collects them.
+"""Filesystem events for one local directory: the backends, and the thread that collects them.
 
-An :class:`EventBackend` yields batches of changed paths until its stop signal is set;
-:class:`WatchfilesBackend` is the real one (top level only), and tests pass a scripted one.
-:class:`EventWatcher` runs a backend in a thread, keeps the names of the entries that changed
-until :meth:`~EventWatcher.drain` takes them, and sets the follower's wake-up event on every
-batch and when it ends (which is how a stop reaches a follower waiting for events).
+An :class:`EventBackend` yields batches of changed paths until its stop signal is set (top level
+only). :class:`InotifyBackend` (Linux, the standard library through ctypes) blocks in
+``select()`` on the inotify descriptor and a self-pipe that a tickwork stop writes to, so an idle
+watcher never wakes; :class:`WatchfilesBackend` (macOS, Windows) runs watchfiles. Tests pass a
+scripted one. :class:`EventWatcher` runs a backend in a thread, keeps the names of the entries
+that changed until :meth:`~EventWatcher.drain` takes them, and sets the follower's wake-up event
+on every batch and when it ends.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import logging
 import os
+import select
+import struct
+import sys
 import threading
+import time
 from collections.abc import Collection, Iterator
 from typing import Any, Protocol
 
-from .._clock import Waitable, any_stop
+from .._clock import FOREIGN_STOP_POLL, Waitable
 from .._errors import ErrorLog
 from .._naming import thread_name
 from .._sync import SignalSafeEvent
 
-__all__ = ["EventBackend", "EventWatcher", "WatchfilesBackend", "watchfiles_available"]
+__all__ = [
+    "EventBackend",
+    "EventWatcher",
+    "InotifyBackend",
+    "WatchfilesBackend",
+    "default_backend",
+    "inotify_available",
+    "watchfiles_available",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +50,37 @@ _DEBOUNCE_MS = 50
 # watch is in place).
 _IDLE_RETURN_MS = 250
 _THREAD_PREFIX = thread_name("checkpoint watcher")
+
+# inotify (linux/inotify.h). IN_MODIFY is not watched: a writer's every write() would be an
+# event; IN_CLOSE_WRITE says when it is done, and pending files are looked at again anyway.
+_IN_ATTRIB = 0x00000004
+_IN_CLOSE_WRITE = 0x00000008
+_IN_MOVED_FROM = 0x00000040
+_IN_MOVED_TO = 0x00000080
+_IN_CREATE = 0x00000100
+_IN_DELETE = 0x00000200
+_IN_DELETE_SELF = 0x00000400
+_IN_MOVE_SELF = 0x00000800
+_IN_Q_OVERFLOW = 0x00004000
+_IN_IGNORED = 0x00008000
+_IN_ONLYDIR = 0x01000000
+_WATCH_MASK = (
+    _IN_ATTRIB
+    | _IN_CLOSE_WRITE
+    | _IN_MOVED_FROM
+    | _IN_MOVED_TO
+    | _IN_CREATE
+    | _IN_DELETE
+    | _IN_DELETE_SELF
+    | _IN_MOVE_SELF
+    | _IN_ONLYDIR
+)
+_GONE = _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_IGNORED
+_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of NUL-padded name
+# Seconds. A batch is handed on once no event came for _BATCH_QUIET (at most _BATCH_MAX after its
+# first event), so a burst of events costs one look, not one per event.
+_BATCH_QUIET = 0.002
+_BATCH_MAX = 0.05
 
 
 class _QuietOurBatches(logging.Filter):
@@ -96,6 +144,154 @@ class WatchfilesBackend:
         return "WatchfilesBackend()"
 
 
+@functools.lru_cache(maxsize=1)
+def _libc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.inotify_init1.argtypes = [ctypes.c_int]
+        libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def inotify_available() -> bool:
+    """Whether this is Linux with inotify (the standard library's ctypes reaches it)."""
+    return _libc() is not None
+
+
+def default_backend() -> EventBackend | None:
+    """inotify on Linux, else watchfiles where it is installed (a dependency on macOS and
+    Windows), else None: no events here, the follower polls."""
+    if inotify_available():
+        return InotifyBackend()
+    if watchfiles_available():
+        return WatchfilesBackend()
+    return None
+
+
+def _os_error(call: str, path: str | None = None) -> OSError:
+    code = ctypes.get_errno() or errno.EIO
+    hint = (
+        " (raise fs.inotify.max_user_watches or max_user_instances)"
+        if code
+        in (
+            errno.ENOSPC,
+            errno.EMFILE,
+        )
+        else ""
+    )
+    return OSError(code, f"{call} failed: {os.strerror(code)}{hint}", path)
+
+
+class _Poke:
+    """Writes a byte to a self-pipe when a stop is set (subscribed to a tickwork event, which
+    holds it weakly); once closed it writes nothing, so a reused descriptor is never touched."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+        self._lock = threading.Lock()
+
+    def poke(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                try:
+                    os.write(self._fd, b"x")
+                except OSError:  # the pipe is full: a wake-up is already pending
+                    pass
+
+    def close(self) -> None:
+        with self._lock:
+            fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+class InotifyBackend:
+    """Events through Linux's inotify, with no dependency and no wake-up while idle.
+
+    A stop that is a tickwork event (``SignalSafeEvent``) wakes the ``select()`` at once through
+    a self-pipe; any other stop is looked at every ``FOREIGN_STOP_POLL`` seconds.
+    """
+
+    def watch(self, directory: str, stop: Waitable) -> Iterator[Collection[str]]:
+        libc = _libc()
+        if libc is None:
+            raise OSError(errno.ENOSYS, "inotify is not available on this system", directory)
+        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            raise _os_error("inotify_init1")
+        wake_r, wake_w = os.pipe()
+        poke = _Poke(wake_w)
+        try:
+            os.set_blocking(wake_r, False)
+            os.set_blocking(wake_w, False)
+            if libc.inotify_add_watch(fd, os.fsencode(directory), _WATCH_MASK) < 0:
+                raise _os_error("inotify_add_watch", directory)
+            subscribed = isinstance(stop, SignalSafeEvent)
+            if isinstance(stop, SignalSafeEvent):
+                stop.subscribe(poke.poke)
+            timeout = None if subscribed else FOREIGN_STOP_POLL
+            yield set()  # the watch is in place
+            while not stop.is_set():
+                ready = select.select([fd, wake_r], [], [], timeout)[0]
+                if wake_r in ready:
+                    _drain(wake_r)
+                if fd not in ready or stop.is_set():
+                    continue
+                paths, gone = _collect(fd, wake_r, directory)
+                if paths:
+                    yield paths
+                if gone:  # the watch went with the directory; the follower takes it from here
+                    return
+        finally:
+            poke.close()
+            os.close(wake_r)
+            os.close(fd)
+
+    def __repr__(self) -> str:
+        return "InotifyBackend()"
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _collect(fd: int, wake_r: int, directory: str) -> tuple[set[str], bool]:
+    """The paths named by the events that are ready, and those that follow within
+    _BATCH_QUIET; whether the directory itself went away (its watch with it)."""
+    paths: set[str] = set()
+    gone = False
+    until = time.monotonic() + _BATCH_MAX
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            data = b""
+        at = 0
+        while at + _EVENT.size <= len(data):
+            _wd, mask, _cookie, length = _EVENT.unpack_from(data, at)
+            name = data[at + _EVENT.size : at + _EVENT.size + length].rstrip(b"\0")
+            at += _EVENT.size + length
+            if mask & _GONE or mask & _IN_Q_OVERFLOW or not name:
+                paths.add(directory)  # the directory itself, or events were lost: look at all
+                gone = gone or bool(mask & _GONE)
+            else:
+                paths.add(os.path.join(directory, os.fsdecode(name)))
+        left = until - time.monotonic()
+        if gone or left <= 0:
+            return paths, gone
+        ready = select.select([fd, wake_r], [], [], min(_BATCH_QUIET, left))[0]
+        if fd not in ready:
+            return paths, gone
+
+
 class EventWatcher:
     """Watches ``directory`` in a daemon thread; :meth:`drain` returns what changed."""
 
@@ -103,7 +299,7 @@ class EventWatcher:
         self,
         directory: str,
         *,
-        wake: threading.Event,
+        wake: SignalSafeEvent,
         stop: Waitable | None,
         errors: ErrorLog,
         backend: EventBackend,
@@ -120,11 +316,12 @@ class EventWatcher:
         self._ready = False
         self.failed = False
         self._backend = backend
+        # The backend waits on its own event: closing sets it, and so does a stop that is a
+        # tickwork event (another stop is seen by the follower, which then closes the watcher).
         self._closed = SignalSafeEvent()
+        if isinstance(stop, SignalSafeEvent):
+            stop.subscribe(self._closed.set)
         self._ended = threading.Event()
-        stop_watching = any_stop(self._closed, stop)
-        assert stop_watching is not None
-        self._stop = stop_watching
         self._thread = threading.Thread(
             target=self._run,
             name=f"{_THREAD_PREFIX} ({directory})",
@@ -137,7 +334,7 @@ class EventWatcher:
 
     def _run(self) -> None:
         try:
-            for changes in self._backend.watch(self.directory, self._stop):
+            for changes in self._backend.watch(self.directory, self._closed):
                 self._record(changes)
         except Exception as exc:
             self._fail(exc)
@@ -182,7 +379,7 @@ class EventWatcher:
 
     @property
     def ready(self) -> bool:
-        """True once watchfiles has returned at least once (its watch is in place)."""
+        """True once the backend has yielded at least once (its watch is in place)."""
         with self._lock:
             return self._ready
 

@@ -15,20 +15,21 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .. import _fork
-from .._clock import Clock, Waitable, _CoordinatorLike, as_waitable, check_clock
+from .._clock import Clock, Waitable, _CoordinatorLike, any_stop, as_waitable, check_clock
 from .._errors import ErrorLog
+from .._sync import SignalSafeEvent
 from .._validate import check_optional_nonnegative
 from ._checkpoint import Checkpoint, Counters, FollowerStats
 from ._completeness import Judge
 from ._consumer import Holder, ResumeFile, ResumePoint
 from ._directory import Directory, Update
-from ._events import EventBackend, watchfiles_available
+from ._events import EventBackend, default_backend
 from ._layouts import sort_key
 from ._next import Queue
 from ._options import FollowOptions, FollowSettings, Watch, follow_options, takes_settings
 from ._storage import Storage, open_storage
 from ._tfstate import DEFAULT_STATE_FILENAME
-from ._watching import Watching
+from ._watching import StopRelay, Watching
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -74,6 +75,7 @@ class CheckpointFollower:
         options: FollowOptions | None = None,
         _storage: Storage | None = None,
         _events: EventBackend | None = None,
+        _own_stop: SignalSafeEvent | None = None,
         **settings: Unpack[FollowSettings],
     ) -> None:
         self._options = options = follow_options(options, settings)
@@ -84,8 +86,10 @@ class CheckpointFollower:
                 f"'watch' must be 'auto' or 'poll' for a remote directory ({storage.directory!r}:"
                 " filesystem events do not exist there); got 'events'"
             )
-        if options.watch is Watch.EVENTS and _events is None and not watchfiles_available():
-            raise ImportError("watch='events' needs watchfiles: pip install 'tickwork[watch]'")
+        if options.watch is Watch.EVENTS and _events is None and default_backend() is None:
+            raise ImportError(
+                "watch='events' needs inotify (Linux) or watchfiles (pip install watchfiles)"
+            )
         if options.hold and storage.remote:
             raise ValueError(
                 f"'hold' needs a local checkpoint_dir (hard links do not exist on "
@@ -97,7 +101,10 @@ class CheckpointFollower:
             ceiling = options.poll_interval * factor
         self._max_poll_interval = ceiling
         self._storage = storage
-        self._stop: Waitable | None = as_waitable(stop)
+        user_stop = as_waitable(stop)
+        self._stop: Waitable | None = any_stop(user_stop, _own_stop)
+        # What waits wait on: one tickwork event, set by any stop (no polling while idle).
+        self._relay = StopRelay([user_stop, _own_stop], storage.directory)
         self._state_filename = options.latest_filename or DEFAULT_STATE_FILENAME
         self._holder = Holder(storage.directory, options.hold_dir) if options.hold else None
         self._counters = Counters()
@@ -145,7 +152,7 @@ class CheckpointFollower:
             poll_interval=options.poll_interval,
             max_poll_interval=ceiling,
             clock=self._clock,
-            stop=self._stop,
+            stop=self._relay.event,
             counters=self._counters,
             errors=self._errors,
             backend=_events,
@@ -205,6 +212,7 @@ class CheckpointFollower:
         deadline = None if timeout is None else self._clock.now() + timeout
         while True:
             if self.stopped:
+                self._watching.pause()
                 return None
             self._refresh()
             found = self._hand_out()
@@ -231,6 +239,7 @@ class CheckpointFollower:
             if deadline is not None and self._clock.now() >= deadline:
                 return False
             self._sleep(deadline)
+        self._watching.pause()
         return False
 
     def wait(self, timeout: float | None = None) -> None:
@@ -310,6 +319,7 @@ class CheckpointFollower:
     def close(self) -> None:
         """Stop watching and release the hold (the checkpoint is not recorded as done)."""
         self._closed = True
+        self._relay.close()
         self._watching.close()
         current, self._current = self._current, None
         if current is not None and self._holder is not None:
@@ -319,6 +329,7 @@ class CheckpointFollower:
     def abandon(self) -> None:
         """Stop watching without waiting for the watcher thread (for a finaliser)."""
         self._closed = True
+        self._relay.close()
         self._watching.close(wait=False)
 
     def __enter__(self) -> CheckpointFollower:
@@ -400,7 +411,7 @@ class CheckpointFollower:
     # -- fork safety ------------------------------------------------------------------------------
 
     def _running_thread_names(self) -> list[str]:
-        return self._watching.running_thread_names()
+        return self._watching.running_thread_names() + self._relay.running_thread_names()
 
     def _after_fork_in_child(self) -> None:
         self._counters.reinit_after_fork()

@@ -157,7 +157,8 @@ class SidecarEvaluator(Generic[T]):
         assert stop_either is not None
         follower = CheckpointFollower(
             checkpoint_dir,
-            stop=stop_either,
+            stop=user_stop,
+            _own_stop=self._own_stop,
             clock=clock_,
             options=follow,
             _storage=storage,
