@@ -16,8 +16,9 @@ run at the same time, each in its own thread, on the same directory:
 For each: detection latency (save() returned -> checkpoint yielded, over the ones yielded),
 staleness (save() returned -> the consumer first holds this checkpoint or a newer one, over all
 40; a consumer still busy with an older one is stale), missed (never yielded). Then, alone:
-idle CPU (CPU seconds per second over 5 s while waiting on a directory where nothing happens)
-and timeout accuracy (``timeout=T`` on an idle directory).
+idle CPU (CPU seconds per second over 5 s while waiting on a directory where nothing happens),
+how long each takes to end once its stop is set (TensorFlow: ``timeout=1`` and ``timeout_fn``,
+its way to end a wait), and timeout accuracy (``timeout=T`` on an idle directory).
 
 S3 part: the same 40 checkpoints uploaded to a moto S3 server (started here, on a free port)
 with s3fs, followed by tickwork (``skip_to_latest=False``, ``poll_interval=0.05``).
@@ -42,6 +43,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -215,33 +217,51 @@ def local_run(root: Path, present: int) -> tuple[list[dict[str, str]], float]:
     return [summarise(c, saved) for c in consumers], percentile(durations, 0.5)
 
 
-def idle_cpu(directory: Path, seconds: float) -> dict[str, float]:
-    """CPU seconds per second while a follower waits on a directory where nothing happens."""
+def idle_cpu(directory: Path, seconds: float) -> dict[str, tuple[float, float]]:
+    """Per follower: CPU seconds per second while it waits on a directory where nothing happens,
+    then how long it takes to end once its stop is set (seconds)."""
     results = {}
 
-    def measure(name: str, run: Callable[[threading.Event], None]) -> None:
-        stop = threading.Event()
+    def measure(name: str, run: Callable[[Any], None], stop: Any) -> None:
         thread = threading.Thread(target=run, args=(stop,), daemon=True)
         thread.start()
         time.sleep(1.0)  # let it settle into waiting
         cpu, wall = time.process_time(), time.monotonic()
         time.sleep(seconds)
-        results[name] = (time.process_time() - cpu) / (time.monotonic() - wall)
-        stop.set()
+        used = (time.process_time() - cpu) / (time.monotonic() - wall)
+        began = time.monotonic()
+        if isinstance(stop, tickwork.Coordinator):
+            stop.request_stop()
+        else:
+            stop.set()
         thread.join(10)
+        results[name] = (used, time.monotonic() - began)
 
     def tf_run(stop: threading.Event) -> None:
-        for _ in tf_checkpoints_iterator(str(directory), timeout=seconds + 3):
-            if stop.is_set():
-                return
+        # TensorFlow's way to end a wait: timeout_fn, asked after each `timeout` without one.
+        for _ in tf_checkpoints_iterator(str(directory), timeout=1, timeout_fn=stop.is_set):
+            pass
 
-    def tw_run(stop: threading.Event, watch: str) -> None:
+    def tw_run(stop: Any, watch: str) -> None:
         for _ in tickwork.checkpoints_iterator(directory, stop=stop, watch=watch):
             pass
 
-    measure("tf.train.checkpoints_iterator", tf_run)
-    measure("tickwork (events)", lambda stop: tw_run(stop, "events"))
-    measure("tickwork (poll, 1 s)", lambda stop: tw_run(stop, "poll"))
+    measure("tf.train.checkpoints_iterator (timeout=1, timeout_fn)", tf_run, threading.Event())
+    measure(
+        "tickwork (events), stop=threading.Event",
+        lambda stop: tw_run(stop, "events"),
+        threading.Event(),
+    )
+    measure(
+        "tickwork (events), stop=tickwork.Coordinator",
+        lambda stop: tw_run(stop, "events"),
+        tickwork.Coordinator(),
+    )
+    measure(
+        "tickwork (poll, 1 s), stop=threading.Event",
+        lambda stop: tw_run(stop, "poll"),
+        threading.Event(),
+    )
     return results
 
 
@@ -392,9 +412,12 @@ def main() -> None:
             ]
         idle_dir = root / "run-10"
         cpu = idle_cpu(idle_dir, 5.0)
-        out += ["", "### Idle CPU (5 s, nothing written)", ""]
-        out += ["| follower | CPU s per s |", "| --- | --- |"]
-        out += [f"| {name} | {value:.4f} |" for name, value in cpu.items()]
+        out += ["", "### Idle CPU (5 s, nothing written) and stop latency", ""]
+        out += ["| follower | CPU s per s | stop set -> loop ended, ms |", "| --- | --- | --- |"]
+        out += [
+            f"| {name} | {used:.4f} | {latency * 1000:.1f} |"
+            for name, (used, latency) in cpu.items()
+        ]
         out += ["", "### Timeout accuracy (idle directory)", ""]
         out += ["| timeout s | TensorFlow returned after s | tickwork returned after s |"]
         out += ["| --- | --- | --- |"]
