@@ -41,6 +41,11 @@ class Batches:
         finally:
             self.ended.set()
 
+    def ready(self) -> None:
+        """Wait for the first batch: the watch is in place."""
+        with self._cond:
+            assert self._cond.wait_for(lambda: bool(self._items), REAL_WAIT)
+
     def until(self, wanted: str) -> set[str]:
         """Every path seen until ``wanted`` is among them."""
         seen: set[str] = set()
@@ -64,6 +69,7 @@ class TestInotifyBackend:
         """Each change of a top-level entry names it; the first batch says the watch is in."""
         stop = SignalSafeEvent()
         batches = Batches(InotifyBackend().watch(str(tmp_path), stop))
+        batches.ready()
         try:
             (tmp_path / "a.pt").write_bytes(b"x")
             assert str(tmp_path / "a.pt") in batches.until(str(tmp_path / "a.pt"))
@@ -80,6 +86,7 @@ class TestInotifyBackend:
         """A stop that is a tickwork event wakes select() through the self-pipe."""
         stop = SignalSafeEvent()
         batches = Batches(InotifyBackend().watch(str(tmp_path), stop))
+        batches.ready()
         threading.Timer(0.05, stop.set).start()
         assert batches.ended.wait(REAL_WAIT)
 
@@ -89,6 +96,7 @@ class TestInotifyBackend:
         directory.mkdir()
         stop = SignalSafeEvent()
         batches = Batches(InotifyBackend().watch(str(directory), stop))
+        batches.ready()
         try:
             shutil.rmtree(directory)
             assert batches.ended.wait(REAL_WAIT)

@@ -156,6 +156,7 @@ class CheckpointFollower:
             counters=self._counters,
             errors=self._errors,
             backend=_events,
+            poll_stop=self._stop,  # a poll's wait blocks on the stop itself: one hop fewer
         )
         _fork.track(self)
         self._validate_directory()

@@ -130,6 +130,7 @@ class Watching:
         counters: Counters,
         errors: ErrorLog,
         backend: EventBackend | None = None,
+        poll_stop: Waitable | None = None,
     ) -> None:
         self._storage = storage
         self._watch = watch
@@ -137,6 +138,7 @@ class Watching:
         self._max_poll_interval = max_poll_interval
         self._clock = clock
         self._stop = stop
+        self._poll_stop = stop if poll_stop is None else poll_stop
         self._counters = counters
         self._errors = errors
         self._backend = backend
@@ -345,7 +347,7 @@ class Watching:
             # A fresh combination each time: the wake-up event is cleared at every look.
             waitable = any_stop(self._wake, self._stop)
         else:
-            waitable = self._stop if self._stop is not None else self._wake
+            waitable = self._poll_stop if self._poll_stop is not None else self._wake
         self._clock.wait(waitable, timeout)
 
     def rescan_now(self) -> None:
