@@ -27,6 +27,7 @@ from typing import TypeAlias
 from . import _fork
 from ._clock import MONOTONIC, Clock
 from ._errors import BaseExceptionGroup, add_note
+from ._naming import thread_name
 from ._sync import SignalSafeEvent
 from ._validate import check_nonnegative, check_optional_nonnegative
 
@@ -304,7 +305,7 @@ class Coordinator:
                 threading.Thread(
                     target=watch,
                     args=(thread,),
-                    name=f"Coordinator.join({thread.name}) for {caller}",
+                    name=thread_name(f"Coordinator.join({thread.name}) for {caller}"),
                     daemon=True,
                 ).start()
 
