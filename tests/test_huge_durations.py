@@ -1,9 +1,9 @@
 """Durations beyond threading.TIMEOUT_MAX (1e300) mean "forever": no wait anywhere overflows.
 
 ``Event.wait``, ``Lock.acquire`` and ``Thread.join`` raise OverflowError for a timeout above
-``threading.TIMEOUT_MAX``; every tickwork wait goes through the clock (or ``check_optional_nonnegative``)
-which turns such a timeout into a wait without a limit. Each test here failed with an OverflowError
-(or a thread that died with it) before that.
+``threading.TIMEOUT_MAX``; every tickwork wait goes through the clock (or
+``check_optional_nonnegative``), which turns such a timeout into a wait without a limit. Each
+test here failed with an OverflowError (or a thread that died of one) before that.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import io
 import os
 import threading
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,7 +36,7 @@ REAL_WAIT = 30.0  # real seconds; reached only when a test fails
 
 
 @pytest.fixture
-def excepthook_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[BaseException]]:
+def excepthook_calls(monkeypatch: pytest.MonkeyPatch) -> list[BaseException]:
     """What reaches threading.excepthook (a tickwork thread must never let anything through)."""
     seen: list[BaseException] = []
 
@@ -46,7 +45,7 @@ def excepthook_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[BaseExcep
             seen.append(args.exc_value)
 
     monkeypatch.setattr(threading, "excepthook", hook)
-    yield seen
+    return seen
 
 
 def set_soon(
