@@ -23,6 +23,8 @@ __all__ = [
     "check_choice",
     "check_finite",
     "check_int",
+    "check_lenient_seconds",
+    "check_lenient_timeout",
     "check_nonnegative",
     "check_optional_nonnegative",
     "check_positive",
@@ -77,6 +79,28 @@ def check_optional_nonnegative(name: str, value: object) -> float | None:
     number = _number(name, value, rule)
     if not (math.isfinite(number) and number >= 0):
         raise ValueError(f"'{name}' must be {rule}; got {value!r}")
+    return None if number > threading.TIMEOUT_MAX else number
+
+
+def check_lenient_seconds(name: str, value: object) -> float:
+    """Any real number but NaN, read as :mod:`threading` reads a timeout: a negative one is 0.
+
+    Only for the arguments whose TensorFlow counterpart takes such values with that meaning
+    (``Coordinator.wait_for_stop(timeout)``, ``Coordinator.join(stop_grace_period_secs)``: TF's
+    own LooperThread passes the time left, which can be negative). Infinity stays infinity.
+    """
+    rule = "a number (not NaN; a negative one counts as 0)"
+    number = _number(name, value, rule)
+    if math.isnan(number):
+        raise ValueError(f"'{name}' must be {rule}; got {value!r}")
+    return max(number, 0.0)
+
+
+def check_lenient_timeout(name: str, value: object) -> float | None:
+    """None (no limit) or :func:`check_lenient_seconds`; beyond TIMEOUT_MAX (inf too): None."""
+    if value is None:
+        return None
+    number = check_lenient_seconds(name, value)
     return None if number > threading.TIMEOUT_MAX else number
 
 
