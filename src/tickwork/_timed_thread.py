@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from . import _fork
-from ._clock import MONOTONIC, Clock
+from ._clock import MONOTONIC, Clock, os_timeout
 from ._errors import ErrorLog, LogThrottle, add_note, group_or_single
 from ._naming import callable_name, thread_name
 from ._schedule import Overrun
@@ -227,7 +227,7 @@ class TimedThread:
             return True
         if thread is threading.current_thread():
             raise RuntimeError(f"{self!r}: join() called from its own on_interval()")
-        thread.join(timeout)
+        thread.join(os_timeout(timeout))
         return not thread.is_alive()
 
     def is_alive(self) -> bool:

@@ -4,10 +4,11 @@ Each error names the argument, states the rule and shows the value received, e.g
 ``'interval' must be a finite number > 0; got nan``.
 
 Durations: a finite duration longer than :data:`threading.TIMEOUT_MAX` (about 292 years, e.g. 1e300)
-is accepted and means "forever": the clock's waits treat it as a wait without a limit
-(:func:`tickwork._clock.os_timeout`), and :func:`check_optional_nonnegative` returns None (no
-limit) for it, so no wait anywhere raises OverflowError. NaN and infinity stay errors where a
-finite number is the rule.
+is accepted and means what it says, "forever": every wait passes its timeout through
+:func:`tickwork._clock.os_timeout` (the clock's waits do it for their callers), which makes it a
+wait without a limit, so no wait anywhere raises OverflowError. The value itself is kept (None
+means something else for some arguments). NaN and infinity stay errors where a finite number is
+the rule.
 """
 
 from __future__ import annotations
@@ -68,18 +69,14 @@ def check_nonnegative(name: str, value: object) -> float:
 
 
 def check_optional_nonnegative(name: str, value: object) -> float | None:
-    """None, or a finite real number >= 0 (an optional timeout).
-
-    A value beyond :data:`threading.TIMEOUT_MAX` comes back as None: no limit, which is what it
-    means (``Thread.join`` and ``Event.wait`` would raise OverflowError on it).
-    """
+    """None, or a finite real number >= 0 (an optional timeout)."""
     if value is None:
         return None
     rule = "None or a finite number >= 0"
     number = _number(name, value, rule)
     if not (math.isfinite(number) and number >= 0):
         raise ValueError(f"'{name}' must be {rule}; got {value!r}")
-    return None if number > threading.TIMEOUT_MAX else number
+    return number
 
 
 def check_lenient_seconds(name: str, value: object) -> float:

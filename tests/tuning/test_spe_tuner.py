@@ -440,3 +440,26 @@ class TestHostileCounters:
         plain = StepsPerExecutionTuner(lambda: 0, StepsPerExecution(1))
         with pytest.raises(ValueError, match="'steps_per_execution' must be a finite number"):
             plain.steps_per_execution = bad
+
+
+class TestTensorFlowArguments:
+    def test_an_integral_float_change_spe_interval_is_that_int(self) -> None:
+        """change_spe_interval=10.0 works in tf_keras (count % 10.0); here it is 10. 2.5 is not."""
+        tuner = StepsPerExecutionTuner(lambda: 0, StepsPerExecution(1), change_spe_interval=10.0)
+        assert tuner.change_spe_interval == 10
+        assert isinstance(tuner.change_spe_interval, int)
+        with pytest.raises(TypeError, match="'change_spe_interval' must be an int >= 1; got 2.5"):
+            StepsPerExecutionTuner(lambda: 0, StepsPerExecution(1), change_spe_interval=2.5)
+
+    def test_the_tf_keras_positional_call_works(self) -> None:
+        """StepsPerExecutionTuner(optimizer, spe_variable, 5, 10, 0.1), as tf_keras is called."""
+
+        class Optimizer:
+            iterations = 0
+
+        tuner = StepsPerExecutionTuner(Optimizer(), StepsPerExecution(1), 5, 10, 0.1)
+        assert (tuner.interval, tuner.change_spe_interval, tuner.spe_change_threshold) == (
+            5.0,
+            10,
+            0.1,
+        )

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from .. import _fork
-from .._clock import MONOTONIC, Clock, as_waitable
+from .._clock import MONOTONIC, Clock, as_waitable, os_timeout
 from .._errors import ErrorLog, add_note, group_or_single
 from .._timed_thread import OnError
 from .._validate import check_choice, check_int, check_optional_nonnegative
@@ -269,7 +269,7 @@ class SidecarEvaluator(Generic[T]):
             return True
         if thread is threading.current_thread():
             raise RuntimeError(f"{self!r}: join() called from its own thread (from evaluate?)")
-        thread.join(timeout)
+        thread.join(os_timeout(timeout))  # 1e300 is no limit, not an OverflowError
         return not thread.is_alive()
 
     def is_alive(self) -> bool:
