@@ -35,7 +35,7 @@ def test_timed_threads_every_and_the_tuner(clock: FakeClock) -> None:
     tuner = StepsPerExecutionTuner(lambda: 0, StepsPerExecution(1), clock=clock)
     threads = [
         Job(5.0, clock=clock),
-        Job(5.0, clock=clock, name="mine"),
+        Job(5.0, clock=clock, name="mine", group=None),
         every(5.0, print, clock=clock),
     ]
     names = []
