@@ -194,6 +194,17 @@ class TestCheckpoints:
         )
         assert found is None
 
+    def test_wait_for_new_checkpoint_with_a_huge_sleep_and_no_timeout(self, tmp_path: Path) -> None:
+        """seconds_to_sleep=1e300 and no timeout: a wait (no OverflowError) that stop= ends."""
+        stop, started = threading.Event(), threading.Event()
+        setter = set_soon(stop, started)
+        started.set()
+        found = wait_for_new_checkpoint(
+            tmp_path, seconds_to_sleep=HUGE, stop=stop, watch="poll", settle_secs=0
+        )
+        assert found is None
+        setter.join(REAL_WAIT)
+
     def test_checkpoints_iterator_with_huge_min_interval_and_timeout(self, tmp_path: Path) -> None:
         """min_interval_secs=1e300 / timeout=1e300: the first checkpoint, then a wait that the
         stop ends (no OverflowError)."""
