@@ -199,10 +199,11 @@ class _AnyStop:
         return any(part.is_set() for part in self._parts)
 
     def wait(self, timeout: float | None = None) -> bool:
+        timeout = os_timeout(timeout)
         polled = self._others or self._block_on is not self._joined
         if not polled:
             return self._joined.wait(timeout)
-        deadline = None if timeout is None else MONOTONIC.now() + max(timeout, 0.0)
+        deadline = None if timeout is None else MONOTONIC.now() + timeout
         while True:
             if self._joined.is_set() or self.is_set():
                 return True

@@ -13,7 +13,9 @@ interrupt.
 A signal that is *ignored* when the block starts stays ignored, unless ``override_ignored=True``.
 A shell starts a background job (``cmd &``, ``nohup``) with SIGINT ignored so that a Ctrl-C meant
 for the foreground does not reach it; such a job means "don't stop me on Ctrl-C", and catching
-SIGINT there would undo that. The signals left alone are listed in :attr:`SignalStop.skipped`.
+SIGINT there would undo that. Python itself does the same: it installs its KeyboardInterrupt
+handler only when SIGINT was not ignored at startup. The signals left alone are listed in
+:attr:`SignalStop.skipped`.
 """
 
 from __future__ import annotations
