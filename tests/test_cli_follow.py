@@ -37,9 +37,17 @@ def save(directory: Path, step: int) -> None:
     os.replace(temporary, directory / f"model_step_{step}.pt")
 
 
+# The child starts with Python's own SIGINT handler whatever this run inherited: from a background
+# job SIGINT comes ignored, and stop_on_signals (like Python) leaves an ignored SIGINT ignored.
+_FOLLOW = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "import tickwork._cli as c; sys.exit(c.main())"
+)
+
+
 def start_follow(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", "import sys, tickwork._cli as c; sys.exit(c.main())", *args],
+        [sys.executable, "-c", _FOLLOW, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from tickwork import Coordinator, MonotonicClock
 from tickwork._clock import MONOTONIC, as_waitable
+from tickwork._sync import SignalSafeEvent
 from tickwork.testing import FakeClock
+
+NEVER = 1e300  # a timeout that never passes (a wait without a limit)
+REAL_WAIT = 30.0  # real seconds a test waits for its own thread; reached only on a hang
 
 
 class TestMonotonicClock:
@@ -20,29 +25,38 @@ class TestMonotonicClock:
         assert before <= now <= time.monotonic()
 
     def test_a_set_stop_returns_at_once(self) -> None:
-        """wait() on a stop that is already set returns True without waiting out the timeout."""
+        """wait() on a stop that is already set returns True; its timeout is one that never
+        passes, so returning at all shows it did not wait for it."""
         stop = threading.Event()
         stop.set()
-        started = time.monotonic()
-        assert MONOTONIC.wait(stop, 60.0) is True
-        assert time.monotonic() - started < 5.0
+        assert MONOTONIC.wait(stop, NEVER) is True
 
-    def test_a_stop_set_from_another_thread_ends_the_wait(self) -> None:
-        """A wait of 60 s ends when another thread sets the stop."""
-        stop = threading.Event()
-        waiting = threading.Event()
+    @pytest.mark.parametrize("stop_kind", ["event", "own", "coordinator"])
+    def test_a_stop_set_from_another_thread_ends_the_wait(self, stop_kind: str) -> None:
+        """A wait whose timeout never passes ends when another thread sets the stop: the waiter
+        is seen waiting, the stop is set, and the wait returns True (it could not time out)."""
+        coord = Coordinator()
+        stop: Any = {
+            "event": threading.Event(),
+            "own": SignalSafeEvent(),
+            "coordinator": as_waitable(coord),
+        }[stop_kind]
+        result: list[bool] = []
+        entered = threading.Event()
 
-        def setter() -> None:
-            waiting.wait(10)
-            stop.set()
+        def waiter() -> None:
+            entered.set()
+            result.append(MONOTONIC.wait(stop, NEVER))
 
-        thread = threading.Thread(target=setter)
+        thread = threading.Thread(target=waiter)
         thread.start()
-        started = time.monotonic()
-        waiting.set()
-        assert MONOTONIC.wait(stop, 60.0) is True
-        thread.join()
-        assert time.monotonic() - started < 30.0
+        assert entered.wait(REAL_WAIT)
+        if stop_kind == "coordinator":
+            coord.request_stop()
+        else:
+            stop.set()
+        thread.join(REAL_WAIT)  # bounded only against a hang; it returns as the stop is set
+        assert result == [True]
 
     def test_the_timeout_elapses(self) -> None:
         """Without a stop the wait returns False once the timeout has passed."""

@@ -270,14 +270,46 @@ class TestJoin:
         assert coord._registered_threads == set()
 
     def test_bad_join_arguments(self) -> None:
-        """stop_grace_period_secs must be >= 0; threads must be Thread objects."""
+        """stop_grace_period_secs must be a number, not NaN; threads must be Thread objects."""
         coord = Coordinator()
-        with pytest.raises(ValueError, match="'stop_grace_period_secs' must be a finite number"):
-            coord.join(stop_grace_period_secs=-1)
+        with pytest.raises(ValueError, match="'stop_grace_period_secs' must be a number"):
+            coord.join(stop_grace_period_secs=float("nan"))
+        with pytest.raises(TypeError, match="'stop_grace_period_secs' must be a number"):
+            coord.join(stop_grace_period_secs="10")  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="'threads' must hold threading.Thread"):
             coord.join(threads=["t1"])  # type: ignore[list-item]
         with pytest.raises(TypeError, match="'thread' must be a threading.Thread"):
             coord.register_thread(42)  # type: ignore[arg-type]
+
+
+class TestTensorFlowTimeouts:
+    """What TensorFlow's Coordinator takes, with its meaning (its own LooperThread passes
+    wait_for_stop() the time left to the next slot, which can be negative)."""
+
+    def test_a_negative_wait_for_stop_does_not_wait(self) -> None:
+        """wait_for_stop(-1) returns at once: False, or True once a stop was requested."""
+        coord = Coordinator()
+        assert coord.wait_for_stop(-1) is False
+        assert coord.wait_for_stop(-0.5) is False
+        coord.request_stop()
+        assert coord.wait_for_stop(-1) is True
+        assert coord.wait_for_stop(float("inf")) is True
+        with pytest.raises(ValueError, match="'timeout' must be a number"):
+            coord.wait_for_stop(float("nan"))
+
+    def test_a_negative_grace_period_is_none(self) -> None:
+        """join(stop_grace_period_secs=-1) after a stop: no grace, the live thread is named."""
+        coord, release = Coordinator(), threading.Event()
+        thread = threading.Thread(target=release.wait, args=(30,), name="slow")
+        thread.start()
+        try:
+            coord.register_thread(thread)
+            coord.request_stop()
+            with pytest.raises(RuntimeError, match="threads still running: slow"):
+                coord.join(stop_grace_period_secs=-1)
+        finally:
+            release.set()
+            thread.join(30)
 
 
 @pytest.mark.tensorflow

@@ -23,11 +23,29 @@ class TestConstruction:
         with pytest.raises(ValueError, match="require that you also pass 'target'"):
             LooperThread(Coordinator(), 1.0, kwargs={"a": 1})
 
-    @pytest.mark.parametrize("bad", [0, -1, float("nan")])
-    def test_interval_must_be_positive_or_none(self, bad: float) -> None:
-        """timer_interval_secs is None or a finite number > 0."""
-        with pytest.raises(ValueError, match="'timer_interval_secs' must be a finite number > 0"):
+    @pytest.mark.parametrize("bad", [-1, -0.5, float("nan"), float("inf")])
+    def test_interval_must_be_nonnegative_or_none(self, bad: float) -> None:
+        """timer_interval_secs is None or a finite number >= 0 (a negative one is refused)."""
+        with pytest.raises(ValueError, match="'timer_interval_secs' must be a finite number >= 0"):
             LooperThread(Coordinator(), bad)
+
+    def test_interval_zero_runs_back_to_back_like_tensorflow(self, clock: FakeClock) -> None:
+        """LooperThread.loop(coord, 0, target=...) (TensorFlow's own tests use it): runs back to
+        back, the clock never waited on, until the coordinator stops."""
+        coord = Coordinator(clock=clock)
+        count = [0]
+
+        def body() -> None:
+            count[0] += 1
+            if count[0] == 50:
+                coord.request_stop()
+
+        looper = LooperThread.loop(coord, 0, target=body)
+        coord.join()
+        assert count[0] == 50
+        assert clock.now() == 1000.0
+        assert "back-to-back" in repr(looper)
+        assert coord.reported_exceptions == ()
 
     def test_daemon_and_registered(self) -> None:
         """A LooperThread is a daemon and registers with its coordinator."""
@@ -35,7 +53,7 @@ class TestConstruction:
         looper = LooperThread(coord, 1.0, target=print)
         assert looper.daemon
         assert looper in coord._registered_threads
-        assert looper.name == "LooperThread(print)"
+        assert looper.name == "tickwork:LooperThread(print)"
 
 
 class TestTimer:
@@ -124,7 +142,8 @@ class TestErrors:
         with pytest.raises(ValueError, match="bad batch") as info:
             coord.join()
         assert not quiet.is_alive()
-        assert "reported to the Coordinator by thread 'LooperThread(fail)'" in info.value.__notes__
+        note = "reported to the Coordinator by thread 'tickwork:LooperThread(fail)'"
+        assert note in info.value.__notes__
 
 
 class Hooks(LooperThread):
@@ -162,6 +181,41 @@ class TestHooks:
         looper.start()
         with pytest.raises(RuntimeError, match="run failed"):
             coord.join()
+        assert looper.events == ["start", "run", "stop"]
+
+    def test_when_start_loop_and_stop_loop_both_raise_both_are_kept(self) -> None:
+        """start_loop()'s error is reported first (join() re-raises it) and stop_loop()'s after
+        it: neither is lost."""
+
+        class Both(LooperThread):
+            def start_loop(self) -> None:
+                raise ValueError("could not open the log")
+
+            def stop_loop(self) -> None:
+                raise OSError("could not close the log")
+
+        coord = Coordinator()
+        Both(coord, None).start()
+        with pytest.raises(ValueError, match="could not open the log"):
+            coord.join()
+        kept = coord.reported_exceptions
+        assert [type(e) for e in kept] == [ValueError, OSError]
+        assert str(kept[1]) == "could not close the log"
+
+    def test_a_failing_run_loop_and_stop_loop_are_both_kept(self) -> None:
+        """The same when run_loop() fails first."""
+
+        class Both(Hooks):
+            def stop_loop(self) -> None:
+                super().stop_loop()
+                raise OSError("cleanup failed")
+
+        coord = Coordinator()
+        looper = Both(coord, fail=True)
+        looper.start()
+        with pytest.raises(RuntimeError, match="run failed"):
+            coord.join()
+        assert [type(e) for e in coord.reported_exceptions] == [RuntimeError, OSError]
         assert looper.events == ["start", "run", "stop"]
 
 

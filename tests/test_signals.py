@@ -1,16 +1,36 @@
 """stop_on_signals(): SIGTERM/SIGINT become a stop request; previous handlers are chained and
-restored."""
+restored; a signal ignored at the start (a background job's SIGINT) stays ignored unless asked.
+
+Every test starts from dispositions the fixture sets (never what the test run inherited: a
+background job inherits SIGINT ignored) and gets the inherited ones back afterwards."""
 
 from __future__ import annotations
 
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType
 
 import pytest
 
 from tickwork import Coordinator, stop_on_signals
+
+_TOUCHED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
+@pytest.fixture(autouse=True)
+def python_default_dispositions() -> Iterator[None]:
+    """SIGINT -> Python's KeyboardInterrupt handler, the others -> SIG_DFL; restored after."""
+    saved = {sig: signal.getsignal(sig) for sig in _TOUCHED}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in _TOUCHED[1:]:
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def deliver(sig: signal.Signals) -> None:
@@ -69,6 +89,42 @@ class TestStop:
             # Python runs the handler (which raises) right after os.kill returns.
             with pytest.raises(KeyboardInterrupt):
                 deliver(signal.SIGINT)
+
+
+class TestIgnoredAtStart:
+    def test_an_ignored_sigint_stays_ignored(self) -> None:
+        """SIGINT ignored when the block starts (cmd &, nohup): left ignored, so a Ctrl-C does
+        not stop the job; SIGTERM still does; SIGINT is still ignored after the block."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        coord = Coordinator()
+        with stop_on_signals(coord) as guard:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert guard.skipped == (signal.SIGINT,)
+            deliver(signal.SIGINT)  # dropped by the kernel: no handler runs
+            assert not coord.should_stop()
+            deliver(signal.SIGTERM)
+            assert coord.wait_for_stop(10)
+        assert guard.received == (signal.SIGTERM,)
+        assert guard.skipped == ()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+    def test_override_ignored_catches_it_anyway_and_puts_the_ignore_back(self) -> None:
+        """override_ignored=True: SIGINT requests a stop (a second one is ignored, as before
+        the block); SIG_IGN is back afterwards."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        coord = Coordinator()
+        with stop_on_signals(coord, override_ignored=True) as guard:
+            assert guard.skipped == ()
+            deliver(signal.SIGINT)
+            assert coord.wait_for_stop(10)
+            deliver(signal.SIGINT)  # the previous disposition (ignore) is not a KeyboardInterrupt
+        assert guard.received == (signal.SIGINT, signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+    def test_override_ignored_must_be_a_bool(self) -> None:
+        """Anything else is a TypeError naming it."""
+        with pytest.raises(TypeError, match="'override_ignored' must be a bool"):
+            stop_on_signals(Coordinator(), override_ignored="yes")  # type: ignore[arg-type]
 
 
 class TestArguments:

@@ -205,11 +205,12 @@ class TestLifecycle:
         assert not t.is_alive()
 
     def test_daemon_by_default_and_thread_kwargs(self, clock: FakeClock) -> None:
-        """The thread is a daemon unless daemon=False; name is passed to threading.Thread."""
+        """The thread is a daemon unless daemon=False; name is passed to threading.Thread, behind
+        the prefix every tickwork thread has."""
         with Recorder(5.0, clock, name="reporter") as t:
             assert t.thread is not None
             assert t.thread.daemon
-            assert t.thread.name == "reporter"
+            assert t.thread.name == "tickwork:reporter"
         with Recorder(5.0, clock, daemon=False) as t:
             assert t.thread is not None
             assert not t.thread.daemon
@@ -218,7 +219,7 @@ class TestLifecycle:
         """Without a name the thread is named after the TimedThread subclass."""
         with Recorder(5.0, clock) as t:
             assert t.thread is not None
-            assert t.thread.name == "TimedThread(Recorder)"
+            assert t.thread.name == "tickwork:TimedThread(Recorder)"
 
     def test_abstract_on_interval(self) -> None:
         """The base class's on_interval raises NotImplementedError naming the class."""
@@ -280,10 +281,15 @@ class TestErrors:
         assert len(t.errors) == 2
 
     def test_no_errors_means_raise_errors_is_silent(self, clock: FakeClock) -> None:
-        """raise_errors() does nothing when on_interval never raised."""
-        with Recorder(5.0, clock):
+        """raise_errors() on the thread that ran, and whose on_interval never raised, does
+        nothing: no error kept, none counted."""
+        with Recorder(5.0, clock) as t:
             clock.wait_for_sleepers(1)
-        Recorder(5.0, clock).raise_errors()
+            step(clock, 5.0)
+        assert t.times == [1000.0, 1005.0]
+        assert t.errors == ()
+        assert t.statistics().errors == 0
+        t.raise_errors()
 
     def test_on_error_stop_ends_the_thread(self, clock: FakeClock) -> None:
         """on_error='stop' ends the thread after the first failure."""
@@ -311,16 +317,16 @@ class TestErrors:
 
 
 class TestValidation:
-    @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf")])
-    def test_interval_must_be_finite_and_positive(self, bad: float) -> None:
-        """ValueError naming 'interval'."""
-        with pytest.raises(ValueError, match="'interval' must be a finite number > 0"):
+    @pytest.mark.parametrize("bad", [-1.0, -0.001, float("nan"), float("inf")])
+    def test_interval_must_be_finite_and_not_negative(self, bad: float) -> None:
+        """ValueError naming 'interval' (0 is allowed: back to back, as in tf_keras)."""
+        with pytest.raises(ValueError, match="'interval' must be a finite number >= 0"):
             every(bad, print)
 
     @pytest.mark.parametrize("bad", [True, "5", None])
     def test_interval_must_be_a_number(self, bad: object) -> None:
         """TypeError naming 'interval' (bools rejected)."""
-        with pytest.raises(TypeError, match="'interval' must be a finite number > 0"):
+        with pytest.raises(TypeError, match="'interval' must be a finite number >= 0"):
             every(bad, print)  # type: ignore[arg-type]
 
     def test_thread_kwargs_that_make_no_sense_are_refused(self) -> None:
@@ -364,7 +370,7 @@ class TestEvery:
 
         with every(2.0, report, clock=clock) as t:
             assert t.thread is not None
-            assert "report" in t.thread.name
+            assert t.thread.name == "tickwork:every(report)"
             assert "every(" in repr(t)
 
     def test_overrun_policy_is_passed_on(self, clock: FakeClock) -> None:
@@ -380,3 +386,111 @@ class TestEvery:
             clock.wait_for_sleepers(1)
             step(clock, 5.0)
         assert times == [1000.0, 1007.0, 1012.0]
+
+
+class TestIntervalZero:
+    def test_zero_calls_back_to_back_until_stopped(self, clock: FakeClock) -> None:
+        """interval=0 (tf_keras waits 0 s between calls): calls follow each other without the
+        clock moving, a stop is checked before each one, and stop() ends it."""
+        enough = threading.Event()
+
+        def body(n: int) -> None:
+            if n == 50:
+                enough.set()
+
+        t = Recorder(0, clock, body=body)
+        t.start()
+        assert enough.wait(30)
+        assert t.stop(wait=True, timeout=30)
+        assert len(t.times) >= 50
+        assert set(t.times) == {1000.0}  # no wait on the clock in between
+        assert t.errors == ()
+
+
+class TestRepeatedFailures:
+    def test_a_callback_failing_on_every_tick_is_counted_but_not_logged_every_time(
+        self, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """1000 failures: all counted, the first 5 logged with their traceback, then a summary
+        line at each power of ten (the clock does not move); the first 64 kept and re-raisable."""
+        done = threading.Event()
+
+        def body(n: int) -> None:
+            if n == 1000:
+                done.set()
+            raise ValueError(f"failure {n}")
+
+        t = Recorder(0, clock, body=body)
+        with caplog.at_level(logging.ERROR, logger="tickwork"):
+            t.start()
+            assert done.wait(30)
+            assert t.stop(wait=True, timeout=30)
+        calls = len(t.times)
+        assert t.statistics().errors == calls >= 1000
+        ours = [r for r in caplog.records if r.name == "tickwork._timed_thread"]
+        with_traceback = [r for r in ours if r.exc_info]
+        assert [str(r.exc_info[1]) for r in with_traceback if r.exc_info] == [
+            f"failure {n}" for n in range(1, 6)
+        ]
+        summaries = [r.getMessage() for r in ours if not r.exc_info]
+        assert 3 <= len(summaries) <= 5, summaries  # at 10, 100, 1000 (+ the end, + 10000 at most)
+        assert "has failed 10 times" in summaries[0]
+        assert "last: ValueError: failure 10" in summaries[0]
+        assert "has failed 1000 times" in summaries[2]
+        with pytest.raises(BaseExceptionGroup) as info:
+            t.raise_errors()
+        assert len(info.value.exceptions) == 64
+        assert f"({calls} raised, the first 64 kept)" in str(info.value)
+
+    def test_a_summary_at_most_once_a_minute_and_one_at_the_end(
+        self, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Failures a second apart: 5 in full, then one summary per 60 s of the clock; what is
+        left unlogged when the thread ends gets a last summary."""
+
+        def body(n: int) -> None:
+            raise OSError(f"disk {n}")
+
+        with caplog.at_level(logging.ERROR, logger="tickwork"), Recorder(1.0, clock, body=body):
+            clock.wait_for_sleepers(1)
+            for _ in range(129):  # 130 failures over 129 s
+                step(clock, 1.0)
+        ours = [r for r in caplog.records if r.name == "tickwork._timed_thread"]
+        assert len([r for r in ours if r.exc_info]) == 5
+        summaries = [r.getMessage() for r in ours if not r.exc_info]
+        # failure 6 (no summary yet ... 60 s after the 5th), 10, 65, 100, 125, and the end.
+        assert len(summaries) <= 7, summaries
+        assert "has failed 10 times" in summaries[0]
+        assert "the thread has ended" in summaries[-1]
+        assert "has failed 130 times" in summaries[-1]
+
+
+class TestLoopErrors:
+    def test_an_error_of_the_loop_itself_is_kept_and_logged_not_left_to_excepthook(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A clock whose wait raises ends the thread; the error is in errors and in the log,
+        and threading.excepthook never sees it."""
+        from tickwork._clock import Clock, Waitable
+
+        class Broken(Clock):
+            def now(self) -> float:
+                return 0.0
+
+            def wait(self, stop: Waitable | None, timeout: float | None) -> bool:
+                raise OverflowError("timeout value is too large")
+
+        hooked: list[BaseException | None] = []
+        monkeypatch.setattr(threading, "excepthook", lambda args: hooked.append(args.exc_value))
+        calls: list[int] = []
+        t = every(5.0, lambda: calls.append(1), clock=Broken())
+        with caplog.at_level(logging.ERROR, logger="tickwork"):
+            t.start()
+            assert t.join(30)
+        assert calls == [1]
+        assert hooked == []
+        assert len(t.errors) == 1
+        assert isinstance(t.errors[0], OverflowError)
+        assert "the thread was ended by OverflowError" in caplog.text
+        with pytest.raises(OverflowError):
+            t.raise_errors()

@@ -22,11 +22,29 @@ __all__ = [
     "any_stop",
     "as_waitable",
     "check_clock",
+    "os_timeout",
 ]
 
 # Seconds. A combined stop signal blocks on one of its parts; a part that cannot be subscribed to
 # (a foreign Event or coordinator) is looked at this often while it waits on another one.
 FOREIGN_STOP_POLL = 0.02
+
+
+def os_timeout(timeout: float | None) -> float | None:
+    """``timeout`` as the threading primitives take it: never negative, never an OverflowError.
+
+    A wait longer than :data:`threading.TIMEOUT_MAX` (about 292 years; 1e300, inf) is a wait
+    without a limit (None): ``Event.wait``, ``Lock.acquire`` and ``Thread.join`` raise
+    OverflowError for such a timeout instead of waiting. Every wait in tickwork passes its timeout
+    through here (the clock's waits do it for their callers).
+    """
+    if timeout is None or timeout > threading.TIMEOUT_MAX:
+        return None
+    if timeout < 0:
+        return 0.0
+    if timeout != timeout:  # NaN: no time to wait is the only safe reading
+        return 0.0
+    return timeout
 
 
 @runtime_checkable
@@ -53,8 +71,9 @@ class Clock(abc.ABC):
         """Wait until ``stop`` is set or ``timeout`` seconds have passed.
 
         Returns True when ``stop`` is set (at once if it already was), False on timeout. With
-        ``timeout=None`` it waits for ``stop`` alone. A wait with neither stop nor timeout would
-        never end and is refused.
+        ``timeout=None`` it waits for ``stop`` alone, and so does a timeout beyond
+        :data:`threading.TIMEOUT_MAX` (see :func:`os_timeout`): no wait ever overflows. A wait
+        with neither stop nor timeout would never end and is refused.
         """
 
     def wait_until(self, stop: Waitable | None, deadline: float) -> bool:
@@ -80,11 +99,10 @@ class MonotonicClock(Clock):
         return time.monotonic()
 
     def wait(self, stop: Waitable | None, timeout: float | None) -> bool:
-        if timeout is not None and timeout < 0:
-            timeout = 0.0
+        if stop is None and timeout is None:
+            raise ValueError("a wait needs a stop signal or a timeout; got neither")
+        timeout = os_timeout(timeout)
         if stop is None:
-            if timeout is None:
-                raise ValueError("a wait needs a stop signal or a timeout; got neither")
             # Nothing can interrupt this wait, but it still never calls time.sleep().
             threading.Event().wait(timeout)
             return False
@@ -181,10 +199,11 @@ class _AnyStop:
         return any(part.is_set() for part in self._parts)
 
     def wait(self, timeout: float | None = None) -> bool:
+        timeout = os_timeout(timeout)
         polled = self._others or self._block_on is not self._joined
         if not polled:
             return self._joined.wait(timeout)
-        deadline = None if timeout is None else MONOTONIC.now() + max(timeout, 0.0)
+        deadline = None if timeout is None else MONOTONIC.now() + timeout
         while True:
             if self._joined.is_set() or self.is_set():
                 return True

@@ -27,8 +27,9 @@ from typing import TypeAlias
 from . import _fork
 from ._clock import MONOTONIC, Clock
 from ._errors import BaseExceptionGroup, add_note
+from ._naming import thread_name
 from ._sync import SignalSafeEvent
-from ._validate import check_nonnegative, check_optional_nonnegative
+from ._validate import check_lenient_seconds, check_lenient_timeout
 
 __all__ = ["Coordinator"]
 
@@ -195,8 +196,12 @@ class Coordinator:
         return self._stop_event.is_set()
 
     def wait_for_stop(self, timeout: float | None = None) -> bool:
-        """Wait until a stop is requested, at most ``timeout`` seconds; True if it was."""
-        timeout = check_optional_nonnegative("timeout", timeout)
+        """Wait until a stop is requested, at most ``timeout`` seconds; True if it was.
+
+        As in TensorFlow (and :meth:`threading.Event.wait`), a negative timeout does not wait;
+        None, infinity or one beyond :data:`threading.TIMEOUT_MAX` waits without a limit.
+        """
+        timeout = check_lenient_timeout("timeout", timeout)
         return self._clock.wait(self._stop_event, timeout)
 
     @contextlib.contextmanager
@@ -233,7 +238,8 @@ class Coordinator:
         threads are still running, RuntimeError naming them (or, with ``ignore_live_threads``,
         a log line). Threads registered after this call are not waited for.
         """
-        grace = check_nonnegative("stop_grace_period_secs", stop_grace_period_secs)
+        # As in TensorFlow: a negative grace period is none; infinity waits for the threads.
+        grace = check_lenient_seconds("stop_grace_period_secs", stop_grace_period_secs)
         with self._lock:
             waiting = set(self._registered_threads)
             if threads is not None:
@@ -304,7 +310,7 @@ class Coordinator:
                 threading.Thread(
                     target=watch,
                     args=(thread,),
-                    name=f"Coordinator.join({thread.name}) for {caller}",
+                    name=thread_name(f"Coordinator.join({thread.name}) for {caller}"),
                     daemon=True,
                 ).start()
 

@@ -7,6 +7,8 @@ kept exception re-raises it with its original traceback (the caller's frames are
 
 from __future__ import annotations
 
+import enum
+import logging
 import sys
 import threading
 from collections.abc import Sequence
@@ -17,11 +19,128 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     from exceptiongroup import BaseExceptionGroup
 
-__all__ = ["BaseExceptionGroup", "ErrorLog", "add_note", "group_or_single"]
+__all__ = [
+    "BaseExceptionGroup",
+    "ErrorLog",
+    "LogKind",
+    "LogThrottle",
+    "add_note",
+    "group_or_single",
+    "log_kind",
+]
 
-# Exceptions kept per object. Every one is logged and counted; only the first ones are kept with
-# their tracebacks, so a callback that fails on every tick does not hold on to unbounded memory.
+# Exceptions kept per object. Every one is counted; only the first ones are kept with their
+# tracebacks, so a callback that fails on every tick does not hold on to unbounded memory.
 DEFAULT_KEEP = 64
+
+# A callback that fails again and again: its first failures are logged with their traceback, then
+# one summary line at most this often (in the object's clock seconds), and at every power of ten.
+FULL_LOGS = 5
+SUMMARY_SECONDS = 60.0
+
+
+class LogKind(enum.Enum):
+    """How one failure of a repeating callback is logged."""
+
+    FULL = "full"  # the traceback
+    SUMMARY = "summary"  # one line: how many so far, the last one
+    QUIET = "quiet"  # counted and kept, not logged on its own (a later summary covers it)
+
+
+def _power_of_ten(n: int) -> bool:
+    while n >= 10 and n % 10 == 0:
+        n //= 10
+    return n == 1
+
+
+def log_kind(
+    count: int,
+    now: float,
+    last_line: float | None,
+    *,
+    full: int = FULL_LOGS,
+    every: float = SUMMARY_SECONDS,
+) -> LogKind:
+    """How failure number ``count`` (1-based) is logged, the previous log line having been at
+    ``last_line`` (None: never): in full up to ``full``, then a summary at each power of ten or
+    when ``every`` seconds have passed since the last line, quiet otherwise."""
+    if count <= full:
+        return LogKind.FULL
+    if _power_of_ten(count) or last_line is None or now - last_line >= every:
+        return LogKind.SUMMARY
+    return LogKind.QUIET
+
+
+class LogThrottle:
+    """Logs the failures of one repeating callback without flooding the log (see :func:`log_kind`).
+
+    Every failure is still counted and kept by the caller's :class:`ErrorLog`; this only decides
+    what reaches the logger. :meth:`flush` logs a last summary of quiet failures (at thread end).
+    """
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self._logger = logger
+        self._what = what
+        self._lock = threading.Lock()
+        self._last_line: float | None = None
+        self._quiet = 0
+        self._count = 0
+        self._last: BaseException | None = None
+
+    def failed(self, owner: object, exc: BaseException, count: int, now: float, then: str) -> None:
+        """Log failure number ``count`` as :func:`log_kind` says; ``then``: what happens next."""
+        with self._lock:
+            kind = log_kind(count, now, self._last_line)
+            self._count = count
+            self._last = exc
+            if kind is LogKind.QUIET:
+                self._quiet += 1
+                return
+            self._last_line = now
+            quiet, self._quiet = self._quiet, 0
+        if kind is LogKind.FULL:
+            more = (
+                f"; later failures are summarised (one line at most every {SUMMARY_SECONDS:g} s)"
+                if count == FULL_LOGS
+                else ""
+            )
+            self._logger.error(
+                "%r: %s raised %s (error %d); %s%s",
+                owner,
+                self._what,
+                type(exc).__name__,
+                count,
+                then,
+                more,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+        else:
+            self._summary(owner, count, quiet, exc, then)
+
+    def flush(self, owner: object) -> None:
+        """Log a summary of the failures not logged yet, if any."""
+        with self._lock:
+            quiet, self._quiet = self._quiet, 0
+            count, last = self._count, self._last
+        if quiet and last is not None:
+            self._summary(owner, count, quiet, last, "the thread has ended")
+
+    def _summary(
+        self, owner: object, count: int, quiet: int, last: BaseException, then: str
+    ) -> None:
+        self._logger.error(
+            "%r: %s has failed %d times (%d not logged one by one); last: %s: %s; %s",
+            owner,
+            self._what,
+            count,
+            quiet,
+            type(last).__name__,
+            last,
+            then,
+        )
+
+    def reinit_after_fork(self) -> None:
+        self._lock = threading.Lock()
 
 
 def add_note(exc: BaseException, note: str) -> None:
@@ -58,11 +177,13 @@ class ErrorLog:
     _kept: list[BaseException] = field(default_factory=list, repr=False)
     _count: int = 0
 
-    def record(self, exc: BaseException) -> None:
+    def record(self, exc: BaseException) -> int:
+        """Count and (while fewer than ``keep`` are) keep ``exc``; returns the count so far."""
         with self._lock:
             self._count += 1
             if len(self._kept) < self.keep:
                 self._kept.append(exc)
+            return self._count
 
     @property
     def count(self) -> int:

@@ -14,10 +14,10 @@ from typing import Any
 
 from ._clock import Clock
 from ._coordinator import Coordinator
-from ._naming import callable_name
+from ._naming import callable_name, thread_name
 from ._schedule import Overrun
 from ._ticker import Ticker, TickStats
-from ._validate import check_choice, check_positive
+from ._validate import check_choice, check_nonnegative
 
 __all__ = ["LooperThread"]
 
@@ -32,8 +32,8 @@ class LooperThread(threading.Thread):
 
     Args:
         coord: a tickwork :class:`Coordinator`; the thread registers with it.
-        timer_interval_secs: seconds between the due times of runs on a fixed-rate grid, or None
-            to run back to back.
+        timer_interval_secs: seconds between the due times of runs on a fixed-rate grid (a finite
+            number >= 0), or None to run back to back. 0 runs back to back too, as in TensorFlow.
         target, args, kwargs: what to run; ``args``/``kwargs`` need a ``target``.
         overrun: what happens to slots that pass while a run is still going; see
             :class:`tickwork.Overrun`. TensorFlow's LooperThread behaves as ``"catch_up"``.
@@ -56,17 +56,19 @@ class LooperThread(threading.Thread):
     ) -> None:
         if not isinstance(coord, Coordinator):
             raise ValueError(f"'coord' argument must be a tickwork Coordinator; got {coord!r}")
+        # 0 runs back to back, checking for a stop before each run, as TensorFlow's timer path
+        # does with 0; a negative interval is refused.
         interval = (
             None
             if timer_interval_secs is None
-            else check_positive("timer_interval_secs", timer_interval_secs)
+            else check_nonnegative("timer_interval_secs", timer_interval_secs)
         )
         if target is None and (args or kwargs):
             raise ValueError("'args' and 'kwargs' argument require that you also pass 'target'")
         if target is not None and not callable(target):
             raise ValueError(f"'target' must be callable or None; got {target!r}")
         what = callable_name(target if target is not None else type(self))
-        super().__init__(name=f"LooperThread({what})")
+        super().__init__(name=thread_name(f"LooperThread({what})"))
         self.daemon = True
         self._coord = coord
         self._timer_interval_secs = interval
@@ -105,14 +107,15 @@ class LooperThread(threading.Thread):
         return False
 
     def run(self) -> None:
+        # What start_loop() or the loop raises is reported first (join() re-raises it); run_loop()'s
+        # errors are reported by the ticker's handler.
         with self._coord.stop_on_exception():
-            try:
-                self.start_loop()
-                self._ticker.run(self._coord._tickwork_stop_event)
-            finally:
-                # Unlike TensorFlow's, stop_loop() runs after a failed run_loop() too, so the
-                # cleanup it does is never skipped; an exception it raises is reported as well.
-                self.stop_loop()
+            self.start_loop()
+            self._ticker.run(self._coord._tickwork_stop_event)
+        # Unlike TensorFlow's, stop_loop() runs after a failure above too, so the cleanup it does is
+        # never skipped; an exception it raises is reported as well, after the first one.
+        with self._coord.stop_on_exception():
+            self.stop_loop()
 
     def run_loop(self) -> None:
         """Called at ``timer_interval_secs`` boundaries (back to back when None)."""
@@ -132,7 +135,7 @@ class LooperThread(threading.Thread):
     def __repr__(self) -> str:
         interval = (
             "back-to-back"
-            if self._timer_interval_secs is None
+            if not self._timer_interval_secs
             else f"every {self._timer_interval_secs:g}s"
         )
         return f"<LooperThread {self.name!r} {interval} {'alive' if self.is_alive() else 'idle'}>"

@@ -9,6 +9,13 @@ and puts the previous handlers back when the block ends.
 SIGINT is special: the first Ctrl-C asks for a clean stop; a second one goes to the previous
 handler (by default Python's, which raises KeyboardInterrupt) so an impatient user can still
 interrupt.
+
+A signal that is *ignored* when the block starts stays ignored, unless ``override_ignored=True``.
+A shell starts a background job (``cmd &``, ``nohup``) with SIGINT ignored so that a Ctrl-C meant
+for the foreground does not reach it; such a job means "don't stop me on Ctrl-C", and catching
+SIGINT there would undo that. Python itself does the same: it installs its KeyboardInterrupt
+handler only when SIGINT was not ignored at startup. The signals left alone are listed in
+:attr:`SignalStop.skipped`.
 """
 
 from __future__ import annotations
@@ -45,7 +52,16 @@ def _request(target: object) -> Callable[[], None]:
 class SignalStop:
     """Context manager made by :func:`stop_on_signals`; ``received`` lists the signals seen."""
 
-    def __init__(self, target: object, signals: Iterable[int | signal.Signals]) -> None:
+    def __init__(
+        self,
+        target: object,
+        signals: Iterable[int | signal.Signals],
+        *,
+        override_ignored: bool = False,
+    ) -> None:
+        if not isinstance(override_ignored, bool):
+            raise TypeError(f"'override_ignored' must be a bool; got {override_ignored!r}")
+        self._override_ignored = override_ignored
         self._request = _request(target)
         self._target = target
         sigs = []
@@ -59,12 +75,19 @@ class SignalStop:
         self._signals = tuple(dict.fromkeys(sigs))
         self._previous: dict[signal.Signals, _Handler] = {}
         self._received: list[signal.Signals] = []
+        self._skipped: tuple[signal.Signals, ...] = ()
         self._installed = False
 
     @property
     def received(self) -> tuple[signal.Signals, ...]:
         """The signals caught so far, in order."""
         return tuple(self._received)
+
+    @property
+    def skipped(self) -> tuple[signal.Signals, ...]:
+        """The signals left as they were because they were ignored when the block started (see
+        ``override_ignored``); empty outside the block."""
+        return self._skipped
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         sig = signal.Signals(signum)
@@ -84,8 +107,20 @@ class SignalStop:
             raise RuntimeError("stop_on_signals() must be entered in the main thread (signal rule)")
         if self._installed:
             raise RuntimeError("this stop_on_signals() block is already active")
+        skipped = []
         for sig in self._signals:
+            if not self._override_ignored and signal.getsignal(sig) is signal.SIG_IGN:
+                skipped.append(sig)
+                continue
             self._previous[sig] = signal.signal(sig, self._handle)
+        self._skipped = tuple(skipped)
+        if skipped:
+            logger.info(
+                "%s ignored when stop_on_signals() began (a background job?): left ignored, so "
+                "it does not stop %r (override_ignored=True catches it anyway)",
+                " and ".join(s.name for s in skipped),
+                self._target,
+            )
         self._installed = True
         return self
 
@@ -96,23 +131,30 @@ class SignalStop:
         tb: TracebackType | None,
     ) -> None:
         for sig in self._signals:
+            if sig not in self._previous:
+                continue  # skipped: left ignored, nothing to put back
             previous = self._previous.pop(sig)
             signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._skipped = ()
         self._installed = False
 
 
 def stop_on_signals(
     target: object,
     signals: Iterable[int | signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+    *,
+    override_ignored: bool = False,
 ) -> SignalStop:
     """While the block runs, the given signals request a stop of ``target``.
 
     ``target`` is a :class:`tickwork.Coordinator` (``request_stop()`` is called) or an Event
     (``set()``). Previous Python-level handlers are still called (a second SIGINT goes on to
-    Python's KeyboardInterrupt); the previous handlers are restored on exit::
+    Python's KeyboardInterrupt); the previous handlers are restored on exit. A signal ignored
+    when the block starts (SIGINT in a background job, ``nohup``) stays ignored unless
+    ``override_ignored=True``::
 
         coord = Coordinator()
         with stop_on_signals(coord):
             train(coord)          # every thread sees coord.should_stop() after SIGTERM
     """
-    return SignalStop(target, signals)
+    return SignalStop(target, signals, override_ignored=override_ignored)

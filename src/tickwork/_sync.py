@@ -16,6 +16,8 @@ import threading
 import weakref
 from collections.abc import Callable
 
+from ._clock import os_timeout
+
 __all__ = ["SignalSafeEvent"]
 
 
@@ -64,7 +66,7 @@ class SignalSafeEvent:
     def wait(self, timeout: float | None = None) -> bool:
         with self._cond:
             if not self._flag:
-                self._cond.wait(timeout)
+                self._cond.wait(os_timeout(timeout))
             return self._flag
 
     def reinit_after_fork(self) -> None:

@@ -104,7 +104,7 @@ ErrorHandler = Callable[[BaseException], bool]
 
 
 class Ticker:
-    """Calls ``call()`` on the fixed-rate grid (or back to back when ``interval`` is None).
+    """Calls ``call()`` on the fixed-rate grid (or back to back when ``interval`` is None or 0).
 
     ``call`` runs in the thread that calls :meth:`run`. An exception it raises goes to
     ``on_error``, which decides whether the loop goes on; any BaseException that is not an
@@ -150,9 +150,12 @@ class Ticker:
         return ended
 
     def run(self, stop: Waitable) -> None:
-        """Run until ``stop`` is set (checked before every call) or the error handler ends it."""
+        """Run until ``stop`` is set (checked before every call) or the error handler ends it.
+
+        An interval of None or 0 runs back to back (TensorFlow's meaning of 0).
+        """
         interval = self.interval
-        if interval is None:
+        if interval is None or interval == 0:
             while not stop.is_set():
                 if self._invoke(None, self._clock.now()) is None:
                     return

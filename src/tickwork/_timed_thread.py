@@ -18,12 +18,12 @@ from types import TracebackType
 from typing import Any
 
 from . import _fork
-from ._clock import MONOTONIC, Clock
-from ._errors import ErrorLog, add_note, group_or_single
-from ._naming import callable_name
+from ._clock import MONOTONIC, Clock, os_timeout
+from ._errors import ErrorLog, LogThrottle, add_note, group_or_single
+from ._naming import callable_name, thread_name
 from ._schedule import Overrun
 from ._ticker import Ticker, TickStats
-from ._validate import check_choice, check_optional_nonnegative, check_positive
+from ._validate import check_choice, check_nonnegative, check_optional_nonnegative
 
 __all__ = ["OnError", "TimedThread", "every"]
 
@@ -52,7 +52,9 @@ class TimedThread:
     """Runs ``on_interval()`` in a thread every ``interval`` seconds, on a fixed-rate grid.
 
     Args:
-        interval: seconds between the due times of consecutive calls; a finite number > 0.
+        interval: seconds between the due times of consecutive calls; a finite number >= 0. 0 calls
+            back to back (checking for a stop before each call), as tf_keras does; a value beyond
+            :data:`threading.TIMEOUT_MAX` (1e300) makes one call and then waits for the stop.
         on_error: ``"continue"`` (default) keeps the schedule going after ``on_interval`` raises;
             ``"stop"`` ends the thread. Either way the exception is logged with its traceback,
             counted in :meth:`statistics` and kept for :meth:`raise_errors`.
@@ -61,7 +63,8 @@ class TimedThread:
             or ``"shift"`` (move the grid). See :class:`tickwork.Overrun`.
         clock: the clock to schedule on (tests pass :class:`tickwork.testing.FakeClock`).
         **kwargs: passed to :class:`threading.Thread` (``name``, ``daemon``). The thread is a
-            daemon unless ``daemon=False`` is given.
+            daemon unless ``daemon=False`` is given. Its name starts with ``tickwork:``, the
+            ``name`` given included (``name="log"`` gives ``tickwork:log``).
 
     The first call is made as soon as the thread starts. ``start()`` on a running thread logs a
     warning and does nothing else; after ``stop()`` it can be started again. Used as a context
@@ -96,6 +99,7 @@ class TimedThread:
         self._clock = _check_clock(clock)
         self._lifecycle = threading.RLock()
         self._errors = ErrorLog()
+        self._log_throttle = LogThrottle(logger, "on_interval()")
         self._ticker = Ticker(
             self._interval,
             self._call_on_interval,
@@ -114,7 +118,8 @@ class TimedThread:
 
     @interval.setter
     def interval(self, value: float) -> None:
-        self._interval = check_positive("interval", value)
+        # 0 is back to back, as in tf_keras (whose loop waits 0 s between calls).
+        self._interval = check_nonnegative("interval", value)
 
     # -- what subclasses provide ------------------------------------------------------------------
 
@@ -134,21 +139,31 @@ class TimedThread:
     def _handle_error(self, exc: BaseException) -> bool:
         thread_name = threading.current_thread().name
         add_note(exc, f"raised by on_interval() in thread {thread_name!r}")
-        self._errors.record(exc)
+        count = self._errors.record(exc)
         go_on = self._on_error is OnError.CONTINUE and isinstance(exc, Exception)
-        logger.error(
-            "%r: on_interval() raised %s (error %d); %s",
-            self,
-            type(exc).__name__,
-            self._errors.count,
-            "the schedule goes on" if go_on else "the thread stops",
-            exc_info=(type(exc), exc, exc.__traceback__),
-        )
+        # The first failures with their traceback, then a summary now and then: a callback that
+        # fails on every tick is counted and kept, but does not write a traceback per tick.
+        then = "the schedule goes on" if go_on else "the thread stops"
+        self._log_throttle.failed(self, exc, count, self._clock.now(), then)
         return go_on
 
     def _run(self, stop: threading.Event) -> None:
         logger.debug("%r: started", self)
-        self._ticker.run(stop)
+        try:
+            self._ticker.run(stop)
+        except BaseException as exc:
+            # Not on_interval() (the ticker hands that to _handle_error) but the loop itself,
+            # e.g. a clock that raised: kept and logged like any error, never left to excepthook.
+            add_note(exc, f"ended the thread {threading.current_thread().name!r} of {self!r}")
+            self._errors.record(exc)
+            logger.error(
+                "%r: the thread was ended by %s",
+                self,
+                type(exc).__name__,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+        finally:
+            self._log_throttle.flush(self)
         logger.debug("%r: finished", self)
 
     def start(self) -> None:
@@ -176,7 +191,8 @@ class TimedThread:
     def _start_locked(self) -> None:
         self._ticker.interval = self._interval
         event = threading.Event()
-        name = self.thread_kwargs.get("name") or self._default_name()
+        # Every tickwork thread's name starts with "tickwork:", a name given by the caller too.
+        name = thread_name(self.thread_kwargs.get("name") or self._default_name())
         kwargs = {k: v for k, v in self.thread_kwargs.items() if k != "name"}
         thread = threading.Thread(
             target=self._run, args=(event,), name=name, daemon=self.daemon, **kwargs
@@ -211,7 +227,7 @@ class TimedThread:
             return True
         if thread is threading.current_thread():
             raise RuntimeError(f"{self!r}: join() called from its own on_interval()")
-        thread.join(timeout)
+        thread.join(os_timeout(timeout))
         return not thread.is_alive()
 
     def is_alive(self) -> bool:
@@ -266,6 +282,7 @@ class TimedThread:
     def _after_fork_in_child(self) -> None:
         self._lifecycle = threading.RLock()
         self._errors.reinit_after_fork()
+        self._log_throttle.reinit_after_fork()
         self._ticker.reinit_after_fork()
         # The thread did not come along; make the child's view agree (is_alive() is already False).
         if self.thread_stop_event is not None:

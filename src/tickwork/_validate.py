@@ -2,12 +2,20 @@
 
 Each error names the argument, states the rule and shows the value received, e.g.
 ``'interval' must be a finite number > 0; got nan``.
+
+Durations: a finite duration longer than :data:`threading.TIMEOUT_MAX` (about 292 years, e.g. 1e300)
+is accepted and means what it says, "forever": every wait passes its timeout through
+:func:`tickwork._clock.os_timeout` (the clock's waits do it for their callers), which makes it a
+wait without a limit, so no wait anywhere raises OverflowError. The value itself is kept (None
+means something else for some arguments). NaN and infinity stay errors where a finite number is
+the rule.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import threading
 from collections.abc import Collection
 from enum import Enum
 from typing import TypeVar
@@ -16,6 +24,8 @@ __all__ = [
     "check_choice",
     "check_finite",
     "check_int",
+    "check_lenient_seconds",
+    "check_lenient_timeout",
     "check_nonnegative",
     "check_optional_nonnegative",
     "check_positive",
@@ -67,6 +77,28 @@ def check_optional_nonnegative(name: str, value: object) -> float | None:
     if not (math.isfinite(number) and number >= 0):
         raise ValueError(f"'{name}' must be {rule}; got {value!r}")
     return number
+
+
+def check_lenient_seconds(name: str, value: object) -> float:
+    """Any real number but NaN, read as :mod:`threading` reads a timeout: a negative one is 0.
+
+    Only for the arguments whose TensorFlow counterpart takes such values with that meaning
+    (``Coordinator.wait_for_stop(timeout)``, ``Coordinator.join(stop_grace_period_secs)``: TF's
+    own LooperThread passes the time left, which can be negative). Infinity stays infinity.
+    """
+    rule = "a number (not NaN; a negative one counts as 0)"
+    number = _number(name, value, rule)
+    if math.isnan(number):
+        raise ValueError(f"'{name}' must be {rule}; got {value!r}")
+    return max(number, 0.0)
+
+
+def check_lenient_timeout(name: str, value: object) -> float | None:
+    """None (no limit) or :func:`check_lenient_seconds`; beyond TIMEOUT_MAX (inf too): None."""
+    if value is None:
+        return None
+    number = check_lenient_seconds(name, value)
+    return None if number > threading.TIMEOUT_MAX else number
 
 
 def check_int(name: str, value: object, *, minimum: int | None = None) -> int:

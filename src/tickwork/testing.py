@@ -16,7 +16,7 @@ import math
 import threading
 import time
 
-from ._clock import Clock, Waitable
+from ._clock import Clock, Waitable, os_timeout
 from ._validate import check_finite
 
 __all__ = ["FakeClock"]
@@ -103,7 +103,7 @@ class FakeClock(Clock):
                         f"expected {count} thread(s) waiting on the FakeClock within {timeout} s; "
                         f"{self._sleepers} are"
                     )
-                self._cond.wait(remaining)
+                self._cond.wait(os_timeout(remaining))
 
     def wait(self, stop: Waitable | None, timeout: float | None) -> bool:
         if stop is None and timeout is None:

@@ -390,3 +390,76 @@ class TestCallBudgetArgument:
         assert tuner.config.max_call_seconds is None
         default = StepsPerExecutionTuner(lambda: 0, StepsPerExecution(1))
         assert default.config.max_call_seconds == 0.5
+
+
+class TestHostileCounters:
+    @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+    def test_a_counter_returning_nan_or_inf_is_named(self, bad: float) -> None:
+        """start() with a counter that returns NaN/inf: a ValueError naming the counter, not
+        int()'s 'cannot convert float NaN to integer'."""
+        tuner = StepsPerExecutionTuner(lambda: bad, StepsPerExecution(1))
+        with pytest.raises(ValueError, match=r"'optimizer\(\)' must be a finite number; got"):
+            tuner.start()
+        assert not tuner.is_alive()
+
+    def test_an_iterations_attribute_returning_nan_is_named(self) -> None:
+        """The same for an optimizer whose .iterations holds NaN."""
+
+        class Optimizer:
+            iterations = math.nan
+
+        tuner = StepsPerExecutionTuner(Optimizer(), StepsPerExecution(1))
+        with pytest.raises(ValueError, match=r"'optimizer\.iterations' must be a finite number"):
+            tuner.start()
+
+    def test_nan_later_is_kept_as_an_error_of_the_thread(self, fake_clock: FakeClock) -> None:
+        """A counter that turns NaN while tuning: the measuring thread keeps the named error
+        (errors, raise_errors) and goes on."""
+        values = iter([0.0, 0.0, math.nan])
+
+        def counter() -> float:
+            return next(values, 10.0)
+
+        tuner = StepsPerExecutionTuner(counter, StepsPerExecution(1), clock=fake_clock)
+        tuner.start()
+        try:
+            fake_clock.wait_for_sleepers(1)
+            fake_clock.advance(tuner.interval)
+            fake_clock.wait_for_sleepers(1)
+        finally:
+            tuner.stop()
+        assert len(tuner.errors) == 1
+        assert "'optimizer()' must be a finite number; got nan" in str(tuner.errors[0])
+
+    @pytest.mark.parametrize("bad", [math.nan, math.inf])
+    def test_max_spe_returning_nan_and_a_nan_value_are_named(self, bad: float) -> None:
+        """max_spe() and steps_per_execution = x get the same rule, naming themselves."""
+        tuner = StepsPerExecutionTuner(lambda: 0, StepsPerExecution(1), max_spe=lambda: bad)
+        with pytest.raises(ValueError, match=r"'max_spe\(\)' must be a finite number"):
+            tuner.start()
+        plain = StepsPerExecutionTuner(lambda: 0, StepsPerExecution(1))
+        with pytest.raises(ValueError, match="'steps_per_execution' must be a finite number"):
+            plain.steps_per_execution = bad
+
+
+class TestTensorFlowArguments:
+    def test_an_integral_float_change_spe_interval_is_that_int(self) -> None:
+        """change_spe_interval=10.0 works in tf_keras (count % 10.0); here it is 10. 2.5 is not."""
+        tuner = StepsPerExecutionTuner(lambda: 0, StepsPerExecution(1), change_spe_interval=10.0)
+        assert tuner.change_spe_interval == 10
+        assert isinstance(tuner.change_spe_interval, int)
+        with pytest.raises(TypeError, match="'change_spe_interval' must be an int >= 1; got 2.5"):
+            StepsPerExecutionTuner(lambda: 0, StepsPerExecution(1), change_spe_interval=2.5)
+
+    def test_the_tf_keras_positional_call_works(self) -> None:
+        """StepsPerExecutionTuner(optimizer, spe_variable, 5, 10, 0.1), as tf_keras is called."""
+
+        class Optimizer:
+            iterations = 0
+
+        tuner = StepsPerExecutionTuner(Optimizer(), StepsPerExecution(1), 5, 10, 0.1)
+        assert (tuner.interval, tuner.change_spe_interval, tuner.spe_change_threshold) == (
+            5.0,
+            10,
+            0.1,
+        )

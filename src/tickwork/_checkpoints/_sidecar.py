@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from .. import _fork
-from .._clock import Clock, any_stop, as_waitable, check_clock
+from .._clock import Clock, any_stop, as_waitable, check_clock, os_timeout
 from .._errors import ErrorLog, add_note, group_or_single
 from .._naming import thread_name
 from .._sync import SignalSafeEvent
@@ -266,7 +266,7 @@ class SidecarEvaluator(Generic[T]):
             return True
         if thread is threading.current_thread():
             raise RuntimeError(f"{self!r}: join() called from its own thread (from evaluate?)")
-        thread.join(timeout)
+        thread.join(os_timeout(timeout))  # 1e300 is no limit, not an OverflowError
         return not thread.is_alive()
 
     def is_alive(self) -> bool:

@@ -13,6 +13,7 @@ training loop reads at each call.
 
 from __future__ import annotations
 
+import math
 import numbers
 import threading
 from collections.abc import Callable
@@ -36,7 +37,13 @@ def _to_int(value: object, what: str) -> int:
             value = convert()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{what} must be a number (or have .numpy()/.item()); got {value!r}")
-    return int(value) if isinstance(value, numbers.Integral) else int(float(value))
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    number = float(value)
+    if not math.isfinite(number):
+        # int() would say "cannot convert float NaN to integer", naming nothing.
+        raise ValueError(f"{what} must be a finite number; got {value!r}")
+    return int(number)
 
 
 def as_step_counter(source: object, *, argument: str = "optimizer") -> Callable[[], int]:

@@ -143,7 +143,10 @@ class StepsPerExecutionTuner:
         self._counter = as_step_counter(optimizer, argument="optimizer")
         self._target = check_spe_target(spe_variable)
         self.interval = check_positive("interval", interval)
-        self.change_spe_interval = check_int("change_spe_interval", change_spe_interval, minimum=1)
+        windows: object = change_spe_interval
+        if isinstance(windows, float) and windows.is_integer():
+            windows = int(windows)  # tf_keras takes 10.0 as 10 too
+        self.change_spe_interval = check_int("change_spe_interval", windows, minimum=1)
         self.spe_change_threshold = check_nonnegative("change_threshold", change_threshold)
         self.min_spe = check_int("min_spe", min_spe, minimum=1)
         static_max: int | None = None
