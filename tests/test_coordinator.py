@@ -161,7 +161,7 @@ class TestExceptions:
         """clean_stop_exception_types must hold exception classes; clock must be a Clock."""
         with pytest.raises(TypeError, match="'clean_stop_exception_types' must hold exception"):
             Coordinator(clean_stop_exception_types=[ValueError, "EOFError"])  # type: ignore[list-item]
-        with pytest.raises(TypeError, match="'clock' must be a tickwork Clock"):
+        with pytest.raises(TypeError, match="'clock' must be a tickwork.Clock"):
             Coordinator(clock=time)  # type: ignore[arg-type]
 
 

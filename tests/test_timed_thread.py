@@ -339,7 +339,7 @@ class TestValidation:
             every(1.0, print, on_error="ignore")
         with pytest.raises(ValueError, match="'overrun' must be one of"):
             every(1.0, print, overrun="burst")
-        with pytest.raises(TypeError, match="'clock' must be a tickwork Clock"):
+        with pytest.raises(TypeError, match="'clock' must be a tickwork.Clock"):
             every(1.0, print, clock="fake")  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="'fn' must be callable"):
             every(1.0, 42)  # type: ignore[arg-type]

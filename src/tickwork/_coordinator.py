@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import TypeAlias
 
 from . import _fork
-from ._clock import MONOTONIC, Clock
+from ._clock import Clock, check_clock
 from ._errors import BaseExceptionGroup, add_note
 from ._sync import SignalSafeEvent
 from ._validate import check_nonnegative, check_optional_nonnegative
@@ -105,9 +105,7 @@ class Coordinator:
                         f"got {t!r} in {types!r}"
                     )
             self._clean_types = types
-        if clock is not None and not isinstance(clock, Clock):
-            raise TypeError(f"'clock' must be a tickwork Clock or None; got {clock!r}")
-        self._clock = clock or MONOTONIC
+        self._clock = check_clock(clock)
         self._lock = threading.RLock()
         self._stop_event = SignalSafeEvent()
         self._reported: list[BaseException] = []

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._clock import Clock
+from ._clock import Clock, check_clock
 from ._coordinator import Coordinator
 from ._naming import callable_name
 from ._schedule import Overrun
@@ -73,12 +73,10 @@ class LooperThread(threading.Thread):
         self._target = target
         self._args = tuple(args or ())
         self._kwargs = dict(kwargs or {})
-        if clock is not None and not isinstance(clock, Clock):
-            raise TypeError(f"'clock' must be a tickwork Clock or None; got {clock!r}")
         self._ticker = Ticker(
             interval,
             self.run_loop,
-            clock=clock or coord.clock,
+            clock=coord.clock if clock is None else check_clock(clock),
             overrun=check_choice("overrun", overrun, Overrun),
             on_error=self._report,
         )

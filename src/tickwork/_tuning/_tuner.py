@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from .. import _fork
-from .._clock import MONOTONIC, Clock
+from .._clock import Clock, check_clock
 from .._ticker import TickStats
 from .._timed_thread import TimedThread
 from .._validate import check_finite, check_int, check_nonnegative, check_positive
@@ -45,6 +45,19 @@ class _TunerThread(TimedThread):
 
     def on_interval(self) -> None:
         self._tuner._tick()
+
+    def start_run(self, prepare: Callable[[], object]) -> threading.Thread:
+        """Start a run after ``prepare()``; the thread that runs (already running: that one)."""
+        self._start_thread(prepare)
+        thread = self.thread
+        assert thread is not None
+        return thread
+
+    def stop_requested(self) -> bool:
+        return self._lifecycle.stop_requested()
+
+    def in_own_thread(self) -> bool:
+        return self._lifecycle.in_own_thread()
 
 
 def _check_candidates(
@@ -156,9 +169,7 @@ class StepsPerExecutionTuner:
             raise ValueError(f"'tolerance' must be a finite number in [0, 1); got {tolerance!r}")
         if max_call_seconds is not None:
             max_call_seconds = check_positive("max_call_seconds", max_call_seconds)
-        if clock is not None and not isinstance(clock, Clock):
-            raise TypeError(f"'clock' must be a tickwork Clock or None; got {clock!r}")
-        self._clock = clock or MONOTONIC
+        self._clock = check_clock(clock)
         self.config = PolicyConfig(
             candidates=self.candidates,
             windows=self.change_spe_interval,
@@ -168,7 +179,6 @@ class StepsPerExecutionTuner:
             max_call_seconds=max_call_seconds,
         )
         self._lock = threading.RLock()
-        self._stopping = True
         self._history = TuningHistory()
         self._core = TuningCore(
             self.config,
@@ -232,15 +242,10 @@ class StepsPerExecutionTuner:
         After :meth:`stop` it starts again: it resumes where it left when the spe in effect is the
         one it left, and searches anew otherwise.
         """
-        with self._lock:
-            thread = self._thread.thread
-            if not self._stopping and thread is not None and thread.is_alive():
-                return thread
-        if thread is not None and thread.is_alive():
-            # Stopped, but still finishing a measurement: let it end before measuring anew.
-            if thread is threading.current_thread():
-                raise RuntimeError(f"{self!r}: start() called from its own thread after stop()")
-            thread.join()
+        return self._thread.start_run(self._begin)
+
+    def _begin(self) -> None:
+        # A new run: the previous thread has ended, the new one has not started yet.
         ceiling = self._ceiling()
         with self._lock:
             count = self._counter()
@@ -249,11 +254,6 @@ class StepsPerExecutionTuner:
             if assign is not None:
                 self._target.assign(assign)
             self._current = self._core.assigned
-            self._stopping = False
-        self._thread.start()
-        thread = self._thread.thread
-        assert thread is not None
-        return thread
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop tuning. No assignment happens once this returns, even if the thread is still
@@ -262,10 +262,9 @@ class StepsPerExecutionTuner:
         Waits (at most ``timeout`` seconds, if given) for the thread to end; returns True when it
         has. Called from the tuner's own thread it does not wait.
         """
-        with self._lock:
-            self._stopping = True
-        own = threading.current_thread() is self._thread.thread
-        return self._thread.stop(wait=not own, timeout=timeout)
+        with self._lock:  # _tick() assigns only under the lock, after looking at the stop
+            self._thread.stop()
+        return self._thread.stop(wait=not self._thread.in_own_thread(), timeout=timeout)
 
     def is_alive(self) -> bool:
         """True while the tuning thread runs."""
@@ -326,7 +325,7 @@ class StepsPerExecutionTuner:
         count = self._counter()
         now = self._clock.now()
         with self._lock:
-            if self._stopping:
+            if self._thread.stop_requested():
                 return
             observed = read_spe(self._target)
             value = self._core.tick(now, count, ceiling, observed)
@@ -342,5 +341,4 @@ class StepsPerExecutionTuner:
         return []  # the TimedThread reports its own
 
     def _after_fork_in_child(self) -> None:
-        self._lock = threading.RLock()
-        self._stopping = True
+        self._lock = threading.RLock()  # the TimedThread stops its own run
