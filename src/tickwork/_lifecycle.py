@@ -17,11 +17,38 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from types import TracebackType
+from typing import TypeVar
 
 from ._sync import SignalSafeEvent
 from ._validate import check_optional_nonnegative
 
-__all__ = ["ThreadLifecycle"]
+__all__ = ["RunsInWith", "ThreadLifecycle"]
+
+_S = TypeVar("_S", bound="RunsInWith")
+
+
+class RunsInWith:
+    """A ``with`` block runs the object: ``start()`` on entry, :meth:`_leave` on exit."""
+
+    def start(self) -> object:
+        raise NotImplementedError
+
+    def _leave(self, error: BaseException | None) -> None:
+        """End the run as the block ends (``error``: what the block raised, if anything)."""
+        raise NotImplementedError
+
+    def __enter__(self: _S) -> _S:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._leave(exc)
 
 
 class ThreadLifecycle:

@@ -14,13 +14,12 @@ import enum
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 from . import _fork
 from ._clock import Clock, Waitable, any_stop, as_waitable, check_clock
 from ._errors import ErrorLog, add_note, group_or_single
-from ._lifecycle import ThreadLifecycle
+from ._lifecycle import RunsInWith, ThreadLifecycle
 from ._naming import callable_name
 from ._schedule import Overrun
 from ._sync import SignalSafeEvent
@@ -42,7 +41,7 @@ class OnError(str, enum.Enum):
     STOP = "stop"
 
 
-class TimedThread:
+class TimedThread(RunsInWith):
     """Runs ``on_interval()`` in a thread every ``interval`` seconds, on a fixed-rate grid.
 
     Args:
@@ -231,16 +230,7 @@ class TimedThread:
         """True while the thread runs (a call in progress after stop() included)."""
         return self._lifecycle.is_alive()
 
-    def __enter__(self) -> TimedThread:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _leave(self, error: BaseException | None) -> None:
         self.stop(wait=not self._lifecycle.in_own_thread())
 
     # -- what happened ----------------------------------------------------------------------------

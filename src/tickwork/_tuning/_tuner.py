@@ -14,11 +14,11 @@ import logging
 import numbers
 import threading
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import Any
 
 from .. import _fork
 from .._clock import Clock, check_clock
+from .._lifecycle import RunsInWith
 from .._ticker import TickStats
 from .._timed_thread import TimedThread
 from .._validate import check_finite, check_int, check_nonnegative, check_positive
@@ -83,7 +83,7 @@ def _check_candidates(
     return kept
 
 
-class StepsPerExecutionTuner:
+class StepsPerExecutionTuner(RunsInWith):
     """Tunes steps-per-execution (spe) while a training loop runs, from its measured throughput.
 
     Args:
@@ -276,16 +276,7 @@ class StepsPerExecutionTuner:
         with self._lock:
             self._core.mark_boundary()
 
-    def __enter__(self) -> StepsPerExecutionTuner:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _leave(self, error: BaseException | None) -> None:
         self.stop()
 
     # -- what happened ----------------------------------------------------------------------------
