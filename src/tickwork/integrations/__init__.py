@@ -6,8 +6,11 @@ framework. What the runners share and users see (the tuner's contract, compile a
 framework-free and re-exported here.
 """
 
+from .._public import publish as _publish
 from ._multistep import CompileLog as CompileLog
 from ._multistep import CompileRecord as CompileRecord
 from ._multistep import SpeRunner as SpeRunner
 
 __all__ = ["CompileLog", "CompileRecord", "SpeRunner"]
+
+_publish(globals())

@@ -39,6 +39,7 @@ import numpy as np
 from jax import lax
 
 from .._clock import Clock
+from .._public import publish as _publish
 from .._tuning._spe import StepsPerExecution
 from .._validate import check_int
 from ._multistep import CompileRecord, RunnerBase, decompose, take
@@ -264,3 +265,6 @@ class MultiStepRunner(RunnerBase[Any]):
             f"MultiStepRunner(spe={int(self._spe)}, candidates={self._candidates}, "
             f"completed={self.counter()}, compiled={self._compile_log.compiled()})"
         )
+
+
+_publish(globals())

@@ -40,6 +40,7 @@ import keras
 
 from .._clock import MONOTONIC, Clock
 from .._errors import add_note
+from .._public import publish as _publish
 from .._validate import check_int, check_nonnegative
 from ._multistep import choose_spe
 
@@ -227,3 +228,6 @@ def probe_steps_per_execution(
         backend=keras.backend.backend(),
         rounds=tuple(measured),
     )
+
+
+_publish(globals())

@@ -46,6 +46,7 @@ import torch
 
 from .._clock import Clock
 from .._errors import add_note
+from .._public import publish as _publish
 from .._tuning._spe import StepsPerExecution
 from .._validate import check_choice
 from . import _torch_graphs
@@ -288,3 +289,6 @@ class MultiStepRunner(RunnerBase[_torch_graphs.Event]):
             f"MultiStepRunner(mode={self.mode!r}, spe={int(self._spe)}, "
             f"candidates={self._candidates}, completed={self.counter()})"
         )
+
+
+_publish(globals())
