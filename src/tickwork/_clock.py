@@ -184,11 +184,12 @@ class _AnyStop:
         polled = self._others or self._block_on is not self._joined
         if not polled:
             return self._joined.wait(timeout)
-        deadline = None if timeout is None else MONOTONIC.now() + max(timeout, 0.0)
+        # Real time, whatever clock the waiter uses: this waits on real events.
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         while True:
             if self._joined.is_set() or self.is_set():
                 return True
-            remaining = FOREIGN_STOP_POLL if deadline is None else deadline - MONOTONIC.now()
+            remaining = FOREIGN_STOP_POLL if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 return False
             if self._block_on.wait(min(remaining, FOREIGN_STOP_POLL)):
