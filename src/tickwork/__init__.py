@@ -43,7 +43,7 @@ from ._tuning._history import TuningRecord as TuningRecord
 from ._tuning._spe import StepsPerExecution as StepsPerExecution
 from ._tuning._tuner import StepsPerExecutionTuner as StepsPerExecutionTuner
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written (pyproject reads it from here)
 
 __all__ = [
     "Checkpoint",
