@@ -93,48 +93,33 @@ class StepsPerExecutionTuner(RunsInWith):
         spe_variable: where the tuned value goes: anything with ``.assign(n)`` that the training
             loop reads at each call (a ``tf.Variable``, a Keras 3 Variable, a
             :class:`tickwork.StepsPerExecution`).
-        interval: seconds between measurements of the counter; a finite number > 0. Default 0.25
-            (tf_keras: 5; see below).
+        interval: seconds between measurements of the counter; a finite number > 0.
         change_spe_interval: measurements (windows) that make one throughput estimate, the least
-            evidence before any decision; an int >= 1. Default 4 (tf_keras: 10). Noisy windows
-            extend an estimate to up to twice as many.
+            evidence before any decision; an int >= 1. Noisy windows extend an estimate to up to
+            twice as many.
         change_threshold: relative change of throughput at the settled value that counts as a
-            shift: when 3 estimates in a row differ from what it was chosen on by more than
-            this, the tuner searches again. A finite number >= 0. Default 0.1, as in tf_keras.
-        min_spe: the smallest value the tuner assigns (an int >= 1; default 1).
+            shift (3 estimates in a row start a new search); a finite number >= 0.
+        min_spe: the smallest value the tuner assigns; an int >= 1.
         max_spe: the largest value it assigns: None (no bound but the candidates), an int
-            >= ``min_spe``, or a zero-argument callable evaluated at each measurement (e.g. the
-            steps left in the epoch; a result below 1 counts as 1). Never exceeded.
-        candidates: the increasing sequence of values the tuner may assign (default: powers of
-            two up to 65536). A runner that compiles a program per value (JAX, torch.compile)
-            passes its own; values outside ``[min_spe, max_spe]`` are ignored.
-        tolerance: the tuner settles on the smallest value whose throughput is within this
-            fraction of the best it measured. A finite number in [0, 1). Default 0.05 (the
-            smallest spe within 5% of the plateau: bigger is not free).
+            >= ``min_spe``, or a zero-argument callable evaluated at each measurement (a result
+            below 1 counts as 1). Never exceeded.
+        candidates: the strictly increasing values the tuner may assign (default: powers of two
+            up to 65536); values outside ``[min_spe, max_spe]`` are ignored.
+        tolerance: it settles on the smallest value whose throughput is within this fraction of
+            the best it measured; a finite number in [0, 1).
         max_call_seconds: a search never probes a value whose steps would take longer than this
-            per call, at the per-step cost it measured (a call of a huge spe delays callbacks,
-            logging, stop requests and checkpoints by its whole duration; a fixed per-call cost
-            comes on top). None (no bound) or a finite number > 0. Default 0.5.
+            per call, at the per-step cost measured; None (no bound) or a finite number > 0.
         clock: the clock to measure and schedule on (tests pass a
             :class:`tickwork.testing.FakeClock`).
 
-    The search (see ``docs/tuner.md``): measure the current value, climb geometrically guided by a
-    model of per-call overhead until the throughput stops rising, look for a peak if it falls,
-    then come back down to the smallest value within ``tolerance`` of the best. Each measurement
-    after a change of spe first discards a warm-up window (the call in progress and a first call
-    that may compile). Windows that span a pause without steps, the window in which one began or
-    a :meth:`mark_boundary` are discarded too. Once settled it keeps measuring: more evidence can
-    undo the choice, and a sustained shift of throughput starts a new search.
-
-    Why the defaults differ from tf_keras: with ``interval=5`` and ``change_spe_interval=10`` it
-    makes one decision per 50 s, so a run from spe 1 needs minutes to reach the plateau. Reading
-    a step counter four times a second costs nothing measurable, and four windows of a quarter
-    second already give an estimate to within a few percent, so the defaults decide about once a
-    second and reach the plateau in seconds.
-
-    A value the tuner picks is always a candidate in ``[min_spe, max_spe]`` (when ``max_spe``
-    is below every candidate, ``max_spe`` itself). The value in effect when tuning starts, or one
-    set through :attr:`steps_per_execution`, is kept as it is while it lies within the bounds.
+    Every ``interval`` seconds it measures the throughput at the spe in effect, searches for the
+    smallest value within ``tolerance`` of the best, settles there and keeps measuring (a
+    sustained shift of throughput starts a new search). Windows after a change of spe, across a
+    pause without steps, or across a :meth:`mark_boundary` are discarded. A value the tuner
+    picks is always a candidate in ``[min_spe, max_spe]`` (when ``max_spe`` is below every
+    candidate, ``max_spe`` itself); the value in effect at :meth:`start`, or one set through
+    :attr:`steps_per_execution`, is kept while it lies within the bounds. The algorithm and why
+    the defaults differ from tf_keras's (5 s, 10 windows): ``docs/tuner.md``.
     """
 
     def __init__(
