@@ -15,13 +15,12 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from .. import _fork
 from .._clock import MONOTONIC, Clock, any_stop, as_waitable
 from .._errors import ErrorLog, add_note, group_or_single
-from .._lifecycle import ThreadLifecycle
+from .._lifecycle import RunsInWith, ThreadLifecycle
 from .._timed_thread import OnError
 from .._validate import check_choice, check_int, check_optional_nonnegative
 from ._checkpoint import Checkpoint
@@ -44,7 +43,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class SidecarEvaluator(Generic[T]):
+class SidecarEvaluator(RunsInWith, Generic[T]):
     """Calls ``evaluate(checkpoint)`` for every checkpoint written to ``checkpoint_dir``.
 
     Args:
@@ -262,17 +261,8 @@ class SidecarEvaluator(Generic[T]):
     def is_alive(self) -> bool:
         return self._lifecycle.is_alive()
 
-    def __enter__(self) -> SidecarEvaluator[T]:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
+    def _leave(self, error: BaseException | None) -> None:
+        if error is None:
             self.finish(wait=True)
         else:
             self.stop(wait=True)
