@@ -16,11 +16,10 @@ The whole ``tf.train.Coordinator`` API with its semantics, without TensorFlow, p
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from types import TracebackType
 from typing import TypeAlias
 
@@ -64,6 +63,30 @@ def _exception_of(ex: object) -> BaseException:
         f"'ex' must be None, an exception or an exc_info tuple (type, value, traceback); "
         f"got {ex!r} of type {type(ex).__name__}"
     )
+
+
+class _StopOnException:
+    """The ``with`` block of :meth:`Coordinator.stop_on_exception`; its ``__exit__`` says (to type
+    checkers too) that it swallows what it reports."""
+
+    __slots__ = ("_coord",)
+
+    def __init__(self, coord: Coordinator) -> None:
+        self._coord = coord
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc_type is None or exc is None:
+            return False
+        self._coord.request_stop((exc_type, exc, tb))
+        return True
 
 
 class Coordinator:
@@ -197,16 +220,9 @@ class Coordinator:
         timeout = check_optional_nonnegative("timeout", timeout)
         return self._clock.wait(self._stop_event, timeout)
 
-    @contextlib.contextmanager
-    def stop_on_exception(self) -> Iterator[None]:
+    def stop_on_exception(self) -> _StopOnException:
         """Report any exception raised in the block (and swallow it there: join() re-raises it)."""
-        try:
-            yield
-        except BaseException:
-            exc_type, exc, tb = sys.exc_info()
-            assert exc_type is not None
-            assert exc is not None
-            self.request_stop((exc_type, exc, tb))
+        return _StopOnException(self)
 
     # -- threads ----------------------------------------------------------------------------------
 
