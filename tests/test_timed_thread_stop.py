@@ -71,7 +71,7 @@ class TestStopSignal:
     def test_a_bad_stop_names_the_argument(self) -> None:
         """stop= must be a Waitable or a Coordinator."""
         with pytest.raises(TypeError, match="'stop' must be a threading.Event .* got 'soon'"):
-            every(1.0, print, stop="soon")
+            every(1.0, print, stop="soon")  # type: ignore[arg-type]  # on purpose
 
 
 class TestCoordinator:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import abc
 import threading
 import time
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
 __all__ = [
     "FOREIGN_STOP_POLL",
     "MONOTONIC",
     "Clock",
+    "CoordinatorLike",
     "MonotonicClock",
+    "StopSignal",
     "Waitable",
     "any_stop",
     "as_waitable",
@@ -116,7 +118,7 @@ class _CoordinatorWaitable:
 
     __slots__ = ("_coord",)
 
-    def __init__(self, coord: _CoordinatorLike) -> None:
+    def __init__(self, coord: CoordinatorLike) -> None:
         self._coord = coord
 
     def is_set(self) -> bool:
@@ -129,10 +131,16 @@ class _CoordinatorWaitable:
         return f"<stop signal of {self._coord!r}>"
 
 
-class _CoordinatorLike(Protocol):
+class CoordinatorLike(Protocol):
+    """A coordinator as a stop signal: tickwork's :class:`~tickwork.Coordinator` or TensorFlow's."""
+
     def should_stop(self) -> bool: ...
 
     def wait_for_stop(self, timeout: float | None = None) -> bool: ...
+
+
+StopSignal: TypeAlias = "Waitable | CoordinatorLike | None"
+"""What a ``stop=`` argument accepts (checked at run time by :func:`as_waitable`)."""
 
 
 def as_waitable(stop: object, *, argument: str = "stop") -> Waitable | None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from . import _fork
-from ._clock import Clock, Waitable, any_stop, as_waitable, check_clock
+from ._clock import Clock, StopSignal, Waitable, any_stop, as_waitable, check_clock
 from ._errors import ErrorLog, add_note, group_or_single
 from ._lifecycle import RunsInWith, ThreadLifecycle
 from ._naming import callable_name
@@ -75,7 +75,7 @@ class TimedThread(RunsInWith):
         on_error: OnError | str = OnError.CONTINUE,
         overrun: Overrun | str = Overrun.SKIP,
         clock: Clock | None = None,
-        stop: Waitable | object = None,
+        stop: StopSignal = None,
         **kwargs: Any,
     ) -> None:
         self.interval = interval
@@ -306,7 +306,7 @@ def every(
     on_error: OnError | str = OnError.CONTINUE,
     overrun: Overrun | str = Overrun.SKIP,
     clock: Clock | None = None,
-    stop: Waitable | object = None,
+    stop: StopSignal = None,
     name: str | None = None,
     daemon: bool = True,
 ) -> TimedThread:
