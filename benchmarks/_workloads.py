@@ -32,7 +32,7 @@ def steps_per_second(runner: Any, seconds: float) -> float:
     while time.perf_counter() - started < seconds:
         runner.run()
     runner.sync()
-    return (runner.counter() - first) / (time.perf_counter() - started)
+    return float((runner.counter() - first) / (time.perf_counter() - started))
 
 
 def numpy_batches() -> list[tuple[np.ndarray, np.ndarray]]:
@@ -98,7 +98,7 @@ def torch_imperative_step() -> Callable[[Any], Any]:
     def step(batch: Any) -> Any:
         optimizer.zero_grad(set_to_none=True)
         loss = torch.nn.functional.cross_entropy(net(batch[0]), batch[1])
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves backward() unannotated
         optimizer.step()
         return loss.detach()
 

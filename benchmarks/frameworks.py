@@ -76,6 +76,8 @@ def _rows(workload: str, runners: dict[int, Any], rates: dict[int, list[float]])
 def bench_jax(rounds: int, seconds: float) -> list[Row]:
     import jax
 
+    block_until_ready: Callable[[Any], Any] = jax.block_until_ready  # jax leaves it unannotated
+
     from tickwork.integrations.jax import MultiStepRunner
 
     init, step = _workloads.jax_mlp()
@@ -87,7 +89,7 @@ def bench_jax(rounds: int, seconds: float) -> list[Row]:
             self.step = jax.jit(step)
             started = time.perf_counter()
             self.params, loss = self.step(self.params, next(self.source))
-            jax.block_until_ready(loss)
+            block_until_ready(loss)
             self.compile_seconds = time.perf_counter() - started
 
         def run(self) -> int:
@@ -96,7 +98,7 @@ def bench_jax(rounds: int, seconds: float) -> list[Row]:
             return 1
 
         def sync(self) -> None:
-            jax.block_until_ready(self.params)
+            block_until_ready(self.params)
 
         def counter(self) -> int:
             return self.steps

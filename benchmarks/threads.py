@@ -75,14 +75,19 @@ def make(contender: str, interval: float, callback: Callable[[], None]) -> Any:
     if contender == "tickwork_timed_thread":
         import tickwork
 
-        t = tickwork.every(interval, callback)
-        return t.start, lambda: t.stop(wait=True)
+        timed = tickwork.every(interval, callback)
+        return timed.start, lambda: timed.stop(wait=True)
     if contender == "tickwork_looper":
         import tickwork
 
         coord = tickwork.Coordinator()
-        looper = tickwork.LooperThread(coord, interval, target=callback)
-        return looper.start, lambda: (coord.request_stop(), coord.join())
+        ticker = tickwork.LooperThread(coord, interval, target=callback)
+
+        def stop_and_join() -> None:
+            coord.request_stop()
+            coord.join()
+
+        return ticker.start, stop_and_join
     raise ValueError(contender)
 
 
@@ -142,7 +147,7 @@ def measure_join_after_end(contender: str) -> dict[str, float]:
     if contender == "tf_looper_thread":
         from tensorflow.python.training.coordinator import Coordinator
     elif contender == "tickwork_looper":
-        from tickwork import Coordinator  # type: ignore[assignment]
+        from tickwork import Coordinator
     else:
         return {}
     coord = Coordinator()

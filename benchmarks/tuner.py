@@ -44,6 +44,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,9 @@ def build_workload() -> tuple[Any, Any, Any]:
         1, dtype="int64", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
     )
 
-    @tf.function
+    function: Callable[[Callable[..., None]], Callable[..., None]] = tf.function  # a typed edge
+
+    @function
     def step_fn(iterator: Any) -> None:
         batch_data, labels = next(iterator)
         with tf.GradientTape() as tape:
@@ -92,7 +95,7 @@ def build_workload() -> tuple[Any, Any, Any]:
         grads = tape.gradient(loss_value, model.trainable_weights)
         optimizer.apply_gradients(zip(grads, model.trainable_weights, strict=True))
 
-    @tf.function
+    @function
     def multi_step_train_fn(iterator: Any, steps_per_execution: Any) -> None:
         for _ in tf.range(steps_per_execution):
             step_fn(iterator)
@@ -227,7 +230,8 @@ def run_child(args: list[str], timeout: float) -> dict[str, Any]:
     )
     if out.returncode != 0:
         raise RuntimeError(f"child {args} failed ({out.returncode}):\n{out.stderr[-4000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def machine() -> str:

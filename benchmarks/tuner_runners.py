@@ -71,25 +71,25 @@ def _tune(make: Any, seconds: float) -> tuple[list[list[float]], Any]:
 
 def child(workload: str, seconds: float, fixed_seconds: float, rounds: int) -> dict[str, Any]:
     if workload == "jax":
-        from tickwork.integrations.jax import MultiStepRunner
+        from tickwork.integrations.jax import MultiStepRunner as JaxRunner
 
         init, step = _workloads.jax_mlp()
         batches = _workloads.numpy_batches()
 
         def make(spe: int) -> Any:
-            return MultiStepRunner(step, init(), itertools.cycle(batches), max_spe=64, spe=spe)
+            return JaxRunner(step, init(), itertools.cycle(batches), max_spe=64, spe=spe)
 
         label = "JAX MultiStepRunner (lax.scan)"
     else:
         import torch
 
-        from tickwork.integrations.torch import MultiStepRunner
+        from tickwork.integrations.torch import MultiStepRunner as TorchRunner
 
         torch.set_num_threads(1)
         batches = _workloads.torch_batches()
 
         def make(spe: int) -> Any:
-            return MultiStepRunner(
+            return TorchRunner(
                 _workloads.torch_imperative_step(),
                 itertools.cycle(batches),
                 mode="eager",

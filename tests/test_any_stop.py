@@ -82,7 +82,7 @@ class TestAnyStop:
     def test_combination_does_not_keep_listeners_alive(self) -> None:
         """A dropped combination is not called back: its subscription is weak."""
         own = SignalSafeEvent()
-        ref = weakref.ref(any_stop(own, SignalSafeEvent()))  # type: ignore[arg-type]
+        ref = weakref.ref(any_stop(own, SignalSafeEvent()))
         gc.collect()
         assert ref() is None
         own.set()  # the dead listener is pruned, not called

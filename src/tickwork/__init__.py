@@ -32,6 +32,7 @@ from ._clock import MonotonicClock as MonotonicClock
 from ._clock import Waitable as Waitable
 from ._coordinator import Coordinator as Coordinator
 from ._looper import LooperThread as LooperThread
+from ._public import publish as _publish
 from ._schedule import Overrun as Overrun
 from ._signals import SignalStop as SignalStop
 from ._signals import stop_on_signals as stop_on_signals
@@ -44,7 +45,7 @@ from ._tuning._history import TuningRecord as TuningRecord
 from ._tuning._spe import StepsPerExecution as StepsPerExecution
 from ._tuning._tuner import StepsPerExecutionTuner as StepsPerExecutionTuner
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written (pyproject reads it from here)
 
 __all__ = [
     "Checkpoint",
@@ -80,3 +81,6 @@ __all__ = [
     "stop_on_signals",
     "wait_for_new_checkpoint",
 ]
+
+# Exports name `tickwork` as their module (reprs, pickles); dir(tickwork) lists __all__.
+_publish(globals())

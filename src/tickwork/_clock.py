@@ -11,13 +11,15 @@ from __future__ import annotations
 import abc
 import threading
 import time
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
 __all__ = [
     "FOREIGN_STOP_POLL",
     "MONOTONIC",
     "Clock",
+    "CoordinatorLike",
     "MonotonicClock",
+    "StopSignal",
     "Waitable",
     "any_stop",
     "as_waitable",
@@ -134,7 +136,7 @@ class _CoordinatorWaitable:
 
     __slots__ = ("_coord",)
 
-    def __init__(self, coord: _CoordinatorLike) -> None:
+    def __init__(self, coord: CoordinatorLike) -> None:
         self._coord = coord
 
     def is_set(self) -> bool:
@@ -147,10 +149,16 @@ class _CoordinatorWaitable:
         return f"<stop signal of {self._coord!r}>"
 
 
-class _CoordinatorLike(Protocol):
+class CoordinatorLike(Protocol):
+    """A coordinator as a stop signal: tickwork's :class:`~tickwork.Coordinator` or TensorFlow's."""
+
     def should_stop(self) -> bool: ...
 
     def wait_for_stop(self, timeout: float | None = None) -> bool: ...
+
+
+StopSignal: TypeAlias = "Waitable | CoordinatorLike | None"
+"""What a ``stop=`` argument accepts (checked at run time by :func:`as_waitable`)."""
 
 
 def as_waitable(stop: object, *, argument: str = "stop") -> Waitable | None:
@@ -203,11 +211,12 @@ class _AnyStop:
         polled = self._others or self._block_on is not self._joined
         if not polled:
             return self._joined.wait(timeout)
-        deadline = None if timeout is None else MONOTONIC.now() + timeout
+        # Real time, whatever clock the waiter uses: this waits on real events.
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self._joined.is_set() or self.is_set():
                 return True
-            remaining = FOREIGN_STOP_POLL if deadline is None else deadline - MONOTONIC.now()
+            remaining = FOREIGN_STOP_POLL if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 return False
             if self._block_on.wait(min(remaining, FOREIGN_STOP_POLL)):

@@ -16,16 +16,15 @@ The whole ``tf.train.Coordinator`` API with its semantics, without TensorFlow, p
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from types import TracebackType
 from typing import TypeAlias
 
 from . import _fork
-from ._clock import MONOTONIC, Clock
+from ._clock import Clock, check_clock
 from ._errors import BaseExceptionGroup, add_note
 from ._naming import thread_name
 from ._sync import SignalSafeEvent
@@ -67,6 +66,30 @@ def _exception_of(ex: object) -> BaseException:
     )
 
 
+class _StopOnException:
+    """The ``with`` block of :meth:`Coordinator.stop_on_exception`; its ``__exit__`` says (to type
+    checkers too) that it swallows what it reports."""
+
+    __slots__ = ("_coord",)
+
+    def __init__(self, coord: Coordinator) -> None:
+        self._coord = coord
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc_type is None or exc is None:
+            return False
+        self._coord.request_stop((exc_type, exc, tb))
+        return True
+
+
 class Coordinator:
     """A coordinator for threads: one stop request for all of them, and their exceptions.
 
@@ -106,9 +129,7 @@ class Coordinator:
                         f"got {t!r} in {types!r}"
                     )
             self._clean_types = types
-        if clock is not None and not isinstance(clock, Clock):
-            raise TypeError(f"'clock' must be a tickwork Clock or None; got {clock!r}")
-        self._clock = clock or MONOTONIC
+        self._clock = check_clock(clock)
         self._lock = threading.RLock()
         self._stop_event = SignalSafeEvent()
         self._reported: list[BaseException] = []
@@ -204,16 +225,9 @@ class Coordinator:
         timeout = check_lenient_timeout("timeout", timeout)
         return self._clock.wait(self._stop_event, timeout)
 
-    @contextlib.contextmanager
-    def stop_on_exception(self) -> Iterator[None]:
+    def stop_on_exception(self) -> _StopOnException:
         """Report any exception raised in the block (and swallow it there: join() re-raises it)."""
-        try:
-            yield
-        except BaseException:
-            exc_type, exc, tb = sys.exc_info()
-            assert exc_type is not None
-            assert exc is not None
-            self.request_stop((exc_type, exc, tb))
+        return _StopOnException(self)
 
     # -- threads ----------------------------------------------------------------------------------
 

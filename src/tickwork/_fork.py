@@ -45,7 +45,7 @@ def _before_fork() -> None:
     _tracked_lock.acquire()
     _running_at_fork.clear()
     for obj in list(_tracked):
-        names = obj._running_thread_names()
+        names = obj._running_thread_names()  # noqa: SLF001 - the fork protocol's hook
         if names:
             _running_at_fork.append((obj, names))
 
@@ -61,7 +61,7 @@ def _after_fork_in_child() -> None:
     running = {id(obj): names for obj, names in _running_at_fork}
     _running_at_fork.clear()
     for obj in list(_tracked):
-        obj._after_fork_in_child()
+        obj._after_fork_in_child()  # noqa: SLF001 - the fork protocol's hook
         lost = running.get(id(obj))
         if lost:
             logger.warning(

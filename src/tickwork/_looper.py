@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._clock import Clock
+from ._clock import Clock, Waitable, as_waitable, check_clock
 from ._coordinator import Coordinator
 from ._naming import callable_name, thread_name
 from ._schedule import Overrun
@@ -71,16 +71,17 @@ class LooperThread(threading.Thread):
         super().__init__(name=thread_name(f"LooperThread({what})"))
         self.daemon = True
         self._coord = coord
+        coord_stop = as_waitable(coord, argument="coord")
+        assert coord_stop is not None
+        self._coord_stop: Waitable = coord_stop
         self._timer_interval_secs = interval
         self._target = target
         self._args = tuple(args or ())
         self._kwargs = dict(kwargs or {})
-        if clock is not None and not isinstance(clock, Clock):
-            raise TypeError(f"'clock' must be a tickwork Clock or None; got {clock!r}")
         self._ticker = Ticker(
             interval,
             self.run_loop,
-            clock=clock or coord.clock,
+            clock=coord.clock if clock is None else check_clock(clock),
             overrun=check_choice("overrun", overrun, Overrun),
             on_error=self._report,
         )
@@ -111,7 +112,7 @@ class LooperThread(threading.Thread):
         # errors are reported by the ticker's handler.
         with self._coord.stop_on_exception():
             self.start_loop()
-            self._ticker.run(self._coord._tickwork_stop_event)
+            self._ticker.run(self._coord_stop)
         # Unlike TensorFlow's, stop_loop() runs after a failure above too, so the cleanup it does is
         # never skipped; an exception it raises is reported as well, after the first one.
         with self._coord.stop_on_exception():

@@ -14,16 +14,17 @@ import enum
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 from . import _fork
-from ._clock import MONOTONIC, Clock, os_timeout
+from ._clock import Clock, StopSignal, Waitable, any_stop, as_waitable, check_clock
 from ._errors import ErrorLog, LogThrottle, add_note, group_or_single
-from ._naming import callable_name, thread_name
+from ._lifecycle import RunsInWith, ThreadLifecycle
+from ._naming import callable_name
 from ._schedule import Overrun
+from ._sync import SignalSafeEvent
 from ._ticker import Ticker, TickStats
-from ._validate import check_choice, check_nonnegative, check_optional_nonnegative
+from ._validate import check_choice, check_nonnegative
 
 __all__ = ["OnError", "TimedThread", "every"]
 
@@ -40,15 +41,7 @@ class OnError(str, enum.Enum):
     STOP = "stop"
 
 
-def _check_clock(clock: object) -> Clock:
-    if clock is None:
-        return MONOTONIC
-    if not isinstance(clock, Clock):
-        raise TypeError(f"'clock' must be a tickwork Clock or None; got {clock!r}")
-    return clock
-
-
-class TimedThread:
+class TimedThread(RunsInWith):
     """Runs ``on_interval()`` in a thread every ``interval`` seconds, on a fixed-rate grid.
 
     Args:
@@ -62,13 +55,20 @@ class TimedThread:
             (default: stay on the grid, count them missed), ``"catch_up"`` (run them back to back)
             or ``"shift"`` (move the grid). See :class:`tickwork.Overrun`.
         clock: the clock to schedule on (tests pass :class:`tickwork.testing.FakeClock`).
+        stop: None, a :class:`threading.Event` (anything :class:`tickwork.Waitable`) or a
+            :class:`tickwork.Coordinator`: once it is set, the thread ends as after :meth:`stop`.
+            A Coordinator also gets the thread's errors: an exception from ``on_interval`` is
+            reported to it (``request_stop``, as :class:`tickwork.LooperThread` does), which
+            stops it, this thread included, and its ``join()`` re-raises the exception; each
+            started thread is registered with it. The exception is kept here too.
         **kwargs: passed to :class:`threading.Thread` (``name``, ``daemon``). The thread is a
             daemon unless ``daemon=False`` is given. Its name starts with ``tickwork:``, the
             ``name`` given included (``name="log"`` gives ``tickwork:log``).
 
     The first call is made as soon as the thread starts. ``start()`` on a running thread logs a
-    warning and does nothing else; after ``stop()`` it can be started again. Used as a context
-    manager it starts on entry, and on exit stops and waits for a call in progress to finish.
+    warning and does nothing else; after ``stop()`` it can be started again (a ``stop=`` signal
+    that is set still ends each new run at once). Used as a context manager it starts on entry,
+    and on exit stops and waits for a call in progress to finish.
     """
 
     def __init__(
@@ -78,6 +78,7 @@ class TimedThread:
         on_error: OnError | str = OnError.CONTINUE,
         overrun: Overrun | str = Overrun.SKIP,
         clock: Clock | None = None,
+        stop: StopSignal = None,
         **kwargs: Any,
     ) -> None:
         self.interval = interval
@@ -92,12 +93,14 @@ class TimedThread:
             )
         self.daemon = daemon
         self.thread_kwargs: dict[str, Any] = kwargs
-        self.thread: threading.Thread | None = None
-        self.thread_stop_event: threading.Event | None = None
         self._on_error = check_choice("on_error", on_error, OnError)
         self._overrun = check_choice("overrun", overrun, Overrun)
-        self._clock = _check_clock(clock)
-        self._lifecycle = threading.RLock()
+        self._clock = check_clock(clock)
+        self._external_stop = as_waitable(stop)
+        request_stop = getattr(stop, "request_stop", None)
+        # Anything with request_stop() (tickwork's or TensorFlow's Coordinator) gets the errors.
+        self._coordinator: Any = stop if callable(request_stop) else None
+        self._lifecycle = ThreadLifecycle(self)
         self._errors = ErrorLog()
         self._log_throttle = LogThrottle(logger, "on_interval()")
         self._ticker = Ticker(
@@ -141,14 +144,31 @@ class TimedThread:
         add_note(exc, f"raised by on_interval() in thread {thread_name!r}")
         count = self._errors.record(exc)
         go_on = self._on_error is OnError.CONTINUE and isinstance(exc, Exception)
+        coordinator = self._coordinator
         # The first failures with their traceback, then a summary now and then: a callback that
         # fails on every tick is counted and kept, but does not write a traceback per tick.
-        then = "the schedule goes on" if go_on else "the thread stops"
+        if coordinator is not None:
+            then = "reported to the coordinator"
+        else:
+            then = "the schedule goes on" if go_on else "the thread stops"
         self._log_throttle.failed(self, exc, count, self._clock.now(), then)
+        if coordinator is not None:
+            try:
+                coordinator.request_stop((type(exc), exc, exc.__traceback__))
+            except BaseException as late:  # a joined Coordinator raises what it can no longer keep
+                logger.warning(
+                    "%r: the coordinator refused the error (%s: %s); it is kept in errors",
+                    self,
+                    type(late).__name__,
+                    late,
+                )
+                return False
         return go_on
 
-    def _run(self, stop: threading.Event) -> None:
+    def _run(self, own_stop: Waitable) -> None:
         logger.debug("%r: started", self)
+        stop = any_stop(own_stop, self._external_stop)
+        assert stop is not None
         try:
             self._ticker.run(stop)
         except BaseException as exc:
@@ -166,86 +186,68 @@ class TimedThread:
             self._log_throttle.flush(self)
         logger.debug("%r: finished", self)
 
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The thread of the latest ``start()`` (None before the first)."""
+        return self._lifecycle.thread
+
+    @property
+    def thread_stop_event(self) -> SignalSafeEvent | None:
+        """The stop signal of the latest ``start()``'s run (None before the first)."""
+        return None if self._lifecycle.thread is None else self._lifecycle.stop_event
+
     def start(self) -> None:
         """Start the thread. A no-op (with a warning) if it is already running.
 
         If a stop was requested and the previous thread is still finishing its call, this waits
         for it, then starts a fresh thread.
         """
-        while True:
-            with self._lifecycle:
-                thread, event = self.thread, self.thread_stop_event
-                if thread is None or event is None or not thread.is_alive():
-                    self._start_locked()
-                    return
-                if not event.is_set():
-                    logger.warning("%r is already running; start() does nothing", self)
-                    return
-            if thread is threading.current_thread():
-                raise RuntimeError(
-                    f"{self!r}: start() called from its own on_interval() after stop(); the "
-                    "thread cannot wait for itself to finish"
-                )
-            thread.join()
+        if self._start_thread() is None:
+            logger.warning("%r is already running; start() does nothing", self)
 
-    def _start_locked(self) -> None:
-        self._ticker.interval = self._interval
-        event = threading.Event()
-        # Every tickwork thread's name starts with "tickwork:", a name given by the caller too.
-        name = thread_name(self.thread_kwargs.get("name") or self._default_name())
-        kwargs = {k: v for k, v in self.thread_kwargs.items() if k != "name"}
-        thread = threading.Thread(
-            target=self._run, args=(event,), name=name, daemon=self.daemon, **kwargs
+    def _start_thread(self, prepare: Callable[[], object] | None = None) -> threading.Thread | None:
+        """Start a run (``prepare()`` first); None when one is running and not stopping."""
+
+        def before() -> None:
+            self._ticker.interval = self._interval
+            if prepare is not None:
+                prepare()
+
+        kwargs = dict(self.thread_kwargs)
+        thread = self._lifecycle.start(
+            self._run,
+            name=kwargs.pop("name", None) or self._default_name(),
+            daemon=self.daemon,
+            prepare=before,
+            **kwargs,
         )
-        self.thread_stop_event = event
-        self.thread = thread
-        thread.start()
+        register = getattr(self._coordinator, "register_thread", None)
+        if thread is not None and callable(register):
+            register(thread)
+        return thread
 
     def stop(self, *, wait: bool = False, timeout: float | None = None) -> bool:
         """Ask the thread to stop; a wait for the next slot ends at once.
 
         With ``wait=True`` it also waits (at most ``timeout`` seconds, if given) for a call in
-        progress to finish. Returns True when the thread is no longer running.
+        progress to finish. Returns True when the thread is no longer running. A ``stop=`` signal
+        given to the constructor is left as it is.
         """
-        timeout = check_optional_nonnegative("timeout", timeout)
-        with self._lifecycle:
-            event, thread = self.thread_stop_event, self.thread
-        if event is not None:
-            event.set()
-        if wait:
-            return self.join(timeout)
-        return thread is None or not thread.is_alive()
+        return self._lifecycle.stop(wait=wait, timeout=timeout)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait (at most ``timeout`` real seconds) for the thread to end; True when it has.
 
         It does not ask the thread to stop: call :meth:`stop` first (or ``stop(wait=True)``).
         """
-        timeout = check_optional_nonnegative("timeout", timeout)
-        thread = self.thread
-        if thread is None:
-            return True
-        if thread is threading.current_thread():
-            raise RuntimeError(f"{self!r}: join() called from its own on_interval()")
-        thread.join(os_timeout(timeout))
-        return not thread.is_alive()
+        return self._lifecycle.join(timeout)
 
     def is_alive(self) -> bool:
         """True while the thread runs (a call in progress after stop() included)."""
-        thread = self.thread
-        return thread is not None and thread.is_alive()
+        return self._lifecycle.is_alive()
 
-    def __enter__(self) -> TimedThread:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop(wait=threading.current_thread() is not self.thread)
+    def _leave(self, error: BaseException | None) -> None:
+        self.stop(wait=not self._lifecycle.in_own_thread())
 
     # -- what happened ----------------------------------------------------------------------------
 
@@ -276,17 +278,13 @@ class TimedThread:
         return f"<{type(self).__qualname__} interval={self._interval:g}s {state}>"
 
     def _running_thread_names(self) -> list[str]:
-        thread = self.thread
-        return [thread.name] if thread is not None and thread.is_alive() else []
+        return self._lifecycle.running_thread_names()
 
     def _after_fork_in_child(self) -> None:
-        self._lifecycle = threading.RLock()
+        self._lifecycle.reinit_after_fork()
         self._errors.reinit_after_fork()
         self._log_throttle.reinit_after_fork()
         self._ticker.reinit_after_fork()
-        # The thread did not come along; make the child's view agree (is_alive() is already False).
-        if self.thread_stop_event is not None:
-            self.thread_stop_event.set()
 
 
 class _CallableTimedThread(TimedThread):
@@ -325,6 +323,7 @@ def every(
     on_error: OnError | str = OnError.CONTINUE,
     overrun: Overrun | str = Overrun.SKIP,
     clock: Clock | None = None,
+    stop: StopSignal = None,
     name: str | None = None,
     daemon: bool = True,
 ) -> TimedThread:
@@ -337,6 +336,7 @@ def every(
         "on_error": on_error,
         "overrun": overrun,
         "clock": clock,
+        "stop": stop,
         "daemon": daemon,
     }
     if name is not None:

@@ -17,6 +17,7 @@ import threading
 import time
 
 from ._clock import Clock, Waitable, os_timeout
+from ._public import publish as _publish
 from ._validate import check_finite
 
 __all__ = ["FakeClock"]
@@ -131,3 +132,6 @@ class FakeClock(Clock):
 
     def __repr__(self) -> str:
         return f"FakeClock(now={self.now()!r})"
+
+
+_publish(globals())

@@ -49,7 +49,7 @@ class TestEvents:
                 storage.write(f"model_step_{step}.pt", zip_bytes())
             storage.write("notes.txt", b"not a checkpoint")
             events.push("model_step_30.pt", "notes.txt", "model_step_4.pt", "model_step_12.pt")
-            steps = []
+            steps: list[int | None] = []
             while len(steps) < 3:
                 found = f.next_checkpoint(timeout=REAL_WAIT)
                 assert found is not None

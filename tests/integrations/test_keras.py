@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tickwork.integrations import choose_spe
+from tickwork.integrations._multistep import choose_spe
 
 pytestmark = pytest.mark.keras
 

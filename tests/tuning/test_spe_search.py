@@ -15,7 +15,9 @@ from .spe_sim import Curve, peaked, powers_of_two, saturating
 CANDIDATES = powers_of_two(1 << 16)
 
 
-def _search(curve: Curve, start: int, config: SearchConfig, allowed: tuple[int, ...] = CANDIDATES):
+def _search(
+    curve: Curve, start: int, config: SearchConfig, allowed: tuple[int, ...] = CANDIDATES
+) -> tuple[int, list[int], dict[int, float]]:
     """Run a whole noise-free search; returns (settled value, probes in order)."""
     measured = {start: curve(start, 0.0)}
     probes: list[int] = []

@@ -117,7 +117,7 @@ class TestArguments:
                 ValueError,
                 "'candidates' must hold a value within [min_spe, max_spe] = [4, inf]",
             ),
-            ({"clock": object()}, TypeError, "'clock' must be a tickwork Clock or None"),
+            ({"clock": object()}, TypeError, "'clock' must be a tickwork.Clock"),
         ],
     )
     def test_invalid_arguments_name_argument_rule_and_value(

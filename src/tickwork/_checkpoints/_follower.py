@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import os
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from .. import _fork
-from .._clock import Clock, Waitable, _CoordinatorLike, any_stop, as_waitable, check_clock
+from .._clock import Clock, StopSignal, Waitable, any_stop, as_waitable, check_clock
 from .._errors import ErrorLog
 from .._sync import SignalSafeEvent
 from .._validate import check_optional_nonnegative
@@ -38,7 +38,7 @@ __all__ = ["CheckpointFollower", "StopArgument"]
 
 logger = logging.getLogger(__name__)
 
-StopArgument = Waitable | _CoordinatorLike | None
+StopArgument: TypeAlias = StopSignal
 """What ``stop=`` accepts: a :class:`threading.Event` (any :class:`tickwork.Waitable`), a
 Coordinator (anything with ``should_stop()`` and ``wait_for_stop()``), or None."""
 

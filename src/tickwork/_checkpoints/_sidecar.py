@@ -15,14 +15,12 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from .. import _fork
-from .._clock import Clock, any_stop, as_waitable, check_clock, os_timeout
+from .._clock import Clock, any_stop, as_waitable, check_clock
 from .._errors import ErrorLog, add_note, group_or_single
-from .._naming import thread_name
-from .._sync import SignalSafeEvent
+from .._lifecycle import RunsInWith, ThreadLifecycle
 from .._timed_thread import OnError
 from .._validate import check_choice, check_int, check_optional_nonnegative
 from ._checkpoint import Checkpoint
@@ -48,7 +46,7 @@ _R = RetryPolicy()
 _SIDECAR_DEFAULTS = {"skip_to_latest": False}
 
 
-class SidecarEvaluator(Generic[T]):
+class SidecarEvaluator(RunsInWith, Generic[T]):
     """Calls ``evaluate(checkpoint)`` for every checkpoint written to ``checkpoint_dir``.
 
     Args:
@@ -152,7 +150,13 @@ class SidecarEvaluator(Generic[T]):
         follow = follow_options(options, settings, _SIDECAR_DEFAULTS)
         user_stop = as_waitable(stop)
         storage = _storage or open_storage(checkpoint_dir, follow.storage_options)
-        self._own_stop = SignalSafeEvent()
+        self._lifecycle = ThreadLifecycle(
+            self,
+            once=True,
+            refusal="an evaluator runs once (make another: with state_file= it goes on where "
+            "this one ended)",
+        )
+        self._own_stop = self._lifecycle.stop_event
         stop_either = any_stop(self._own_stop, user_stop)
         assert stop_either is not None
         follower = CheckpointFollower(
@@ -188,9 +192,6 @@ class SidecarEvaluator(Generic[T]):
             results=results,
         )
         self._daemon = daemon
-        self._lifecycle = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._started = False
         _fork.track(self)
 
     # -- running ----------------------------------------------------------------------------------
@@ -213,23 +214,12 @@ class SidecarEvaluator(Generic[T]):
 
     def start(self) -> None:
         """Run the evaluator in its own thread (named after what it follows); returns at once."""
-        self._claim()
-        thread = threading.Thread(
-            target=self._thread_main, name=thread_name(self.name), daemon=self._daemon
-        )
-        self._thread = thread
-        thread.start()
+        self._lifecycle.start(self._thread_main, name=self.name, daemon=self._daemon)
 
     def _claim(self) -> None:
-        with self._lifecycle:
-            if self._started:
-                raise RuntimeError(
-                    f"{self!r} has already been started; an evaluator runs once (make another: "
-                    "with state_file= it goes on where this one ended)"
-                )
-            self._started = True
+        self._lifecycle.claim()
 
-    def _thread_main(self) -> None:
+    def _thread_main(self, own_stop: object = None) -> None:
         try:
             self._main()
         except BaseException as exc:
@@ -246,9 +236,7 @@ class SidecarEvaluator(Generic[T]):
         """End now: any wait ends at once; an ``evaluate`` call in progress is left to finish
         (it counts if it returns; if it raises, the checkpoint is evaluated again after a
         restart). With ``wait``, wait for the thread (at most ``timeout`` s). True once ended."""
-        timeout = check_optional_nonnegative("timeout", timeout)
-        self._own_stop.set()
-        return self.join(timeout) if wait else not self.is_alive()
+        return self._lifecycle.stop(wait=wait, timeout=timeout)
 
     def finish(self, *, wait: bool = True, timeout: float | None = None) -> bool:
         """Training is done: evaluate every checkpoint complete by now, then end (as a done marker
@@ -260,30 +248,13 @@ class SidecarEvaluator(Generic[T]):
     def join(self, timeout: float | None = None) -> bool:
         """Wait (at most ``timeout`` real seconds) for the thread to end; True when it has (or
         was never started). It does not ask it to end: see :meth:`finish` and :meth:`stop`."""
-        timeout = check_optional_nonnegative("timeout", timeout)
-        thread = self._thread
-        if thread is None:
-            return True
-        if thread is threading.current_thread():
-            raise RuntimeError(f"{self!r}: join() called from its own thread (from evaluate?)")
-        thread.join(os_timeout(timeout))  # 1e300 is no limit, not an OverflowError
-        return not thread.is_alive()
+        return self._lifecycle.join(timeout)
 
     def is_alive(self) -> bool:
-        thread = self._thread
-        return thread is not None and thread.is_alive()
+        return self._lifecycle.is_alive()
 
-    def __enter__(self) -> SidecarEvaluator[T]:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
+    def _leave(self, error: BaseException | None) -> None:
+        if error is None:
             self.finish(wait=True)
         else:
             self.stop(wait=True)
@@ -321,7 +292,7 @@ class SidecarEvaluator(Generic[T]):
 
     def __repr__(self) -> str:
         reason = self._state.end_reason
-        state = "running" if self._started and reason is None else (reason or "new")
+        state = "running" if self._lifecycle.started and reason is None else (reason or "new")
         return (
             f"<SidecarEvaluator {self._follower.checkpoint_dir!r} {getattr(state, 'value', state)}>"
         )
@@ -342,9 +313,9 @@ class SidecarEvaluator(Generic[T]):
     # -- fork safety ------------------------------------------------------------------------------
 
     def _running_thread_names(self) -> list[str]:
-        return [self.name] if self.is_alive() else []
+        return self._lifecycle.running_thread_names()
 
     def _after_fork_in_child(self) -> None:
-        self._lifecycle = threading.Lock()
+        self._lifecycle.reinit_after_fork()
         self._errors.reinit_after_fork()
         self._state.reinit_after_fork()

@@ -1,28 +1,10 @@
 """The tuner's policy: a pure function from (state, measurement window) to (state, decision).
 
-No threads, no clock, no I/O: the state is a frozen record, so the whole behaviour of the tuner is a
-fold of :func:`step` over the windows it measured, and tests build curves and feed windows.
-
-Two phases:
-
-*Searching*: windows at the spe under test add up to an :class:`Estimate` until it has enough
-evidence: at least ``windows`` windows (the ``change_spe_interval`` of tf_keras), at least
-``min_calls`` whole calls' worth of steps, and a relative standard error at most ``max_error``;
-``max_windows`` windows end an estimate whatever the noise or the call count, and a probe under
-half the best throughput measured is over after two windows. Then :mod:`._search` says which spe
-to probe next, or the search ends and the policy settles on the smallest spe within ``tolerance``
-of the best throughput measured (:func:`._search.choose`).
-
-*Settled*: estimates keep being made at the chosen spe. One within ``change_threshold`` of the
-reference is merged into the chosen value's evidence, and the choice is made again on it, kept
-unless it would change whichever way the noise of the two values involved went (a first estimate
-that was lucky is undone this way). When the choice is within that noise and the rival, or the
-best value the tolerance is measured from, stands on less evidence, that one is measured again (a
-re-check, up to ``recheck_windows`` windows) and the policy settles on what the evidence then
-says. When ``shift_estimates``
-estimates in a row differ from the reference by more than ``change_threshold`` (the data pipeline
-warmed up, another job arrived), the throughput has shifted for good and a new search starts from
-the current value.
+No threads, no clock, no I/O: :func:`start` makes the frozen :class:`PolicyState`, and
+:func:`step` folds one :class:`Window` into it, returning the next state and a
+:class:`Decision` (an :class:`Action`: discard, measure, probe, settle, stay, retune). The
+two phases it moves between (searching, settled) and the rules of each are described in
+``docs/tuner.md`` ("The algorithm").
 """
 
 from __future__ import annotations

@@ -1,33 +1,11 @@
 """Where to measure next, and what to settle on: pure functions of the throughputs measured so far.
 
-The model behind the search: a call of ``s`` steps costs a fixed overhead ``c`` (dispatch, the
-host round trip, the Python loop) plus ``s`` times the cost ``t`` of a step, so the time per step is
-``t + c / s`` and the throughput ``s / (c + s t)`` rises towards the plateau ``1 / t``, within a
-fraction ``f`` of it from ``s >= c f / (t (1 - f))`` on. The seed's workload follows it closely
-(its published figures fit ``c`` = 0.8 ms, ``t`` = 0.8 ms). The model only proposes where to look;
-what the search settles on is decided by measurements alone, so a curve that does not follow it
-(one that peaks and falls again) costs a few more probes, not a wrong answer.
-
-The search, given the throughput measured at some candidates:
-
-1. *Climb* while the largest value measured is the best one: to the spe the overhead model
-   (fitted to the three largest values measured) predicts to be within ``tolerance / 2`` of the
-   plateau, at least the next candidate and at most ``max_jump`` times further; without a model
-   (one point), ``climb`` times further. The climb ends when the model says the plateau is reached,
-   or the top gained less than ``tolerance / 2`` (plus the noise of the two measurements) over
-   the value measured at least two octaves below it; a span that flat across unmeasured
-   candidates gets a probe in its middle, where a peak could hide.
-2. *Find the peak*: if a value above the best measures lower, the curve peaks (the model's
-   only rises); probe the candidates between the best and its measured neighbours (above first,
-   then below), geometric middle first, until both neighbours are adjacent.
-3. *Find the smallest good value*: the smallest value measured within ``tolerance`` of the best
-   is the answer unless unmeasured candidates lie between it and the next smaller measured value
-   (which is not good enough); probe them, geometric middle first (a quarter of it when nothing
-   smaller is measured).
-
-Each probe is a candidate not measured yet, so a search ends after at most as many probes as there
-are candidates, and in practice after a handful. Among near-equal probes, values already compiled
-(measured earlier, so a JAX or torch.compile runner has their program) are preferred.
+:func:`next_probe` returns the candidate to measure next and why (None: the search is over),
+:func:`choose` the smallest value within ``tolerance`` of the best measured, :func:`fit_overhead`
+the per-call overhead model ``s / (c + s t)`` fitted to the largest values measured. Each probe is
+a candidate not measured yet, so a search ends after at most as many probes as candidates; what it
+settles on is decided by measurements alone. The model and the three stages of the search (climb,
+find the peak, find the smallest good value) are described in ``docs/tuner.md``.
 """
 
 from __future__ import annotations

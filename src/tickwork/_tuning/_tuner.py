@@ -14,11 +14,11 @@ import logging
 import numbers
 import threading
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import Any
 
 from .. import _fork
-from .._clock import MONOTONIC, Clock
+from .._clock import Clock, check_clock
+from .._lifecycle import RunsInWith
 from .._ticker import TickStats
 from .._timed_thread import TimedThread
 from .._validate import check_finite, check_int, check_nonnegative, check_positive
@@ -44,7 +44,20 @@ class _TunerThread(TimedThread):
         super().__init__(interval, clock=clock, name="StepsPerExecutionTuner")
 
     def on_interval(self) -> None:
-        self._tuner._tick()
+        self._tuner._tick()  # noqa: SLF001 - the tuner's own thread, a part of the tuner
+
+    def start_run(self, prepare: Callable[[], object]) -> threading.Thread:
+        """Start a run after ``prepare()``; the thread that runs (already running: that one)."""
+        self._start_thread(prepare)
+        thread = self.thread
+        assert thread is not None
+        return thread
+
+    def stop_requested(self) -> bool:
+        return self._lifecycle.stop_requested()
+
+    def in_own_thread(self) -> bool:
+        return self._lifecycle.in_own_thread()
 
 
 def _check_candidates(
@@ -70,7 +83,7 @@ def _check_candidates(
     return kept
 
 
-class StepsPerExecutionTuner:
+class StepsPerExecutionTuner(RunsInWith):
     """Tunes steps-per-execution (spe) while a training loop runs, from its measured throughput.
 
     Args:
@@ -80,48 +93,33 @@ class StepsPerExecutionTuner:
         spe_variable: where the tuned value goes: anything with ``.assign(n)`` that the training
             loop reads at each call (a ``tf.Variable``, a Keras 3 Variable, a
             :class:`tickwork.StepsPerExecution`).
-        interval: seconds between measurements of the counter; a finite number > 0. Default 0.25
-            (tf_keras: 5; see below).
+        interval: seconds between measurements of the counter; a finite number > 0.
         change_spe_interval: measurements (windows) that make one throughput estimate, the least
-            evidence before any decision; an int >= 1. Default 4 (tf_keras: 10). Noisy windows
-            extend an estimate to up to twice as many.
+            evidence before any decision; an int >= 1. Noisy windows extend an estimate to up to
+            twice as many.
         change_threshold: relative change of throughput at the settled value that counts as a
-            shift: when 3 estimates in a row differ from what it was chosen on by more than
-            this, the tuner searches again. A finite number >= 0. Default 0.1, as in tf_keras.
-        min_spe: the smallest value the tuner assigns (an int >= 1; default 1).
+            shift (3 estimates in a row start a new search); a finite number >= 0.
+        min_spe: the smallest value the tuner assigns; an int >= 1.
         max_spe: the largest value it assigns: None (no bound but the candidates), an int
-            >= ``min_spe``, or a zero-argument callable evaluated at each measurement (e.g. the
-            steps left in the epoch; a result below 1 counts as 1). Never exceeded.
-        candidates: the increasing sequence of values the tuner may assign (default: powers of
-            two up to 65536). A runner that compiles a program per value (JAX, torch.compile)
-            passes its own; values outside ``[min_spe, max_spe]`` are ignored.
-        tolerance: the tuner settles on the smallest value whose throughput is within this
-            fraction of the best it measured. A finite number in [0, 1). Default 0.05 (the
-            smallest spe within 5% of the plateau: bigger is not free).
+            >= ``min_spe``, or a zero-argument callable evaluated at each measurement (a result
+            below 1 counts as 1). Never exceeded.
+        candidates: the strictly increasing values the tuner may assign (default: powers of two
+            up to 65536); values outside ``[min_spe, max_spe]`` are ignored.
+        tolerance: it settles on the smallest value whose throughput is within this fraction of
+            the best it measured; a finite number in [0, 1).
         max_call_seconds: a search never probes a value whose steps would take longer than this
-            per call, at the per-step cost it measured (a call of a huge spe delays callbacks,
-            logging, stop requests and checkpoints by its whole duration; a fixed per-call cost
-            comes on top). None (no bound) or a finite number > 0. Default 0.5.
+            per call, at the per-step cost measured; None (no bound) or a finite number > 0.
         clock: the clock to measure and schedule on (tests pass a
             :class:`tickwork.testing.FakeClock`).
 
-    The search (see ``docs/tuner.md``): measure the current value, climb geometrically guided by a
-    model of per-call overhead until the throughput stops rising, look for a peak if it falls,
-    then come back down to the smallest value within ``tolerance`` of the best. Each measurement
-    after a change of spe first discards a warm-up window (the call in progress and a first call
-    that may compile). Windows that span a pause without steps, the window in which one began or
-    a :meth:`mark_boundary` are discarded too. Once settled it keeps measuring: more evidence can
-    undo the choice, and a sustained shift of throughput starts a new search.
-
-    Why the defaults differ from tf_keras: with ``interval=5`` and ``change_spe_interval=10`` it
-    makes one decision per 50 s, so a run from spe 1 needs minutes to reach the plateau. Reading
-    a step counter four times a second costs nothing measurable, and four windows of a quarter
-    second already give an estimate to within a few percent, so the defaults decide about once a
-    second and reach the plateau in seconds.
-
-    A value the tuner picks is always a candidate in ``[min_spe, max_spe]`` (when ``max_spe``
-    is below every candidate, ``max_spe`` itself). The value in effect when tuning starts, or one
-    set through :attr:`steps_per_execution`, is kept as it is while it lies within the bounds.
+    Every ``interval`` seconds it measures the throughput at the spe in effect, searches for the
+    smallest value within ``tolerance`` of the best, settles there and keeps measuring (a
+    sustained shift of throughput starts a new search). Windows after a change of spe, across a
+    pause without steps, or across a :meth:`mark_boundary` are discarded. A value the tuner
+    picks is always a candidate in ``[min_spe, max_spe]`` (when ``max_spe`` is below every
+    candidate, ``max_spe`` itself); the value in effect at :meth:`start`, or one set through
+    :attr:`steps_per_execution`, is kept while it lies within the bounds. The algorithm and why
+    the defaults differ from tf_keras's (5 s, 10 windows): ``docs/tuner.md``.
     """
 
     def __init__(
@@ -129,7 +127,7 @@ class StepsPerExecutionTuner:
         optimizer: object,
         spe_variable: object,
         interval: float = 0.25,
-        change_spe_interval: int = 4,
+        change_spe_interval: float = 4,
         change_threshold: float = 0.1,
         *,
         min_spe: int = 1,
@@ -159,9 +157,7 @@ class StepsPerExecutionTuner:
             raise ValueError(f"'tolerance' must be a finite number in [0, 1); got {tolerance!r}")
         if max_call_seconds is not None:
             max_call_seconds = check_positive("max_call_seconds", max_call_seconds)
-        if clock is not None and not isinstance(clock, Clock):
-            raise TypeError(f"'clock' must be a tickwork Clock or None; got {clock!r}")
-        self._clock = clock or MONOTONIC
+        self._clock = check_clock(clock)
         self.config = PolicyConfig(
             candidates=self.candidates,
             windows=self.change_spe_interval,
@@ -171,7 +167,6 @@ class StepsPerExecutionTuner:
             max_call_seconds=max_call_seconds,
         )
         self._lock = threading.RLock()
-        self._stopping = True
         self._history = TuningHistory()
         self._core = TuningCore(
             self.config,
@@ -235,15 +230,10 @@ class StepsPerExecutionTuner:
         After :meth:`stop` it starts again: it resumes where it left when the spe in effect is the
         one it left, and searches anew otherwise.
         """
-        with self._lock:
-            thread = self._thread.thread
-            if not self._stopping and thread is not None and thread.is_alive():
-                return thread
-        if thread is not None and thread.is_alive():
-            # Stopped, but still finishing a measurement: let it end before measuring anew.
-            if thread is threading.current_thread():
-                raise RuntimeError(f"{self!r}: start() called from its own thread after stop()")
-            thread.join()
+        return self._thread.start_run(self._begin)
+
+    def _begin(self) -> None:
+        # A new run: the previous thread has ended, the new one has not started yet.
         ceiling = self._ceiling()
         with self._lock:
             count = self._counter()
@@ -252,11 +242,6 @@ class StepsPerExecutionTuner:
             if assign is not None:
                 self._target.assign(assign)
             self._current = self._core.assigned
-            self._stopping = False
-        self._thread.start()
-        thread = self._thread.thread
-        assert thread is not None
-        return thread
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop tuning. No assignment happens once this returns, even if the thread is still
@@ -265,10 +250,9 @@ class StepsPerExecutionTuner:
         Waits (at most ``timeout`` seconds, if given) for the thread to end; returns True when it
         has. Called from the tuner's own thread it does not wait.
         """
-        with self._lock:
-            self._stopping = True
-        own = threading.current_thread() is self._thread.thread
-        return self._thread.stop(wait=not own, timeout=timeout)
+        with self._lock:  # _tick() assigns only under the lock, after looking at the stop
+            self._thread.stop()
+        return self._thread.stop(wait=not self._thread.in_own_thread(), timeout=timeout)
 
     def is_alive(self) -> bool:
         """True while the tuning thread runs."""
@@ -280,16 +264,7 @@ class StepsPerExecutionTuner:
         with self._lock:
             self._core.mark_boundary()
 
-    def __enter__(self) -> StepsPerExecutionTuner:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _leave(self, error: BaseException | None) -> None:
         self.stop()
 
     # -- what happened ----------------------------------------------------------------------------
@@ -329,7 +304,7 @@ class StepsPerExecutionTuner:
         count = self._counter()
         now = self._clock.now()
         with self._lock:
-            if self._stopping:
+            if self._thread.stop_requested():
                 return
             observed = read_spe(self._target)
             value = self._core.tick(now, count, ceiling, observed)
@@ -345,5 +320,4 @@ class StepsPerExecutionTuner:
         return []  # the TimedThread reports its own
 
     def _after_fork_in_child(self) -> None:
-        self._lock = threading.RLock()
-        self._stopping = True
+        self._lock = threading.RLock()  # the TimedThread stops its own run

@@ -15,10 +15,11 @@ from __future__ import annotations
 import collections
 import math
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
+from .._clock import Clock, check_clock
 from .._tuning._spe import StepsPerExecution
 from .._validate import check_int, check_nonnegative
 
@@ -26,6 +27,7 @@ __all__ = [
     "CompileLog",
     "CompileRecord",
     "InFlight",
+    "RunnerBase",
     "SpeRunner",
     "StepCount",
     "as_spe_holder",
@@ -258,3 +260,94 @@ def take(source: Iterator[_T], count: int, pushback: list[_T]) -> list[_T]:
         except StopIteration:
             break
     return items
+
+
+class RunnerBase(Generic[_T]):
+    """What the JAX and PyTorch runners share: the tuner's contract and the step accounting.
+
+    A subclass pulls batches with :meth:`_take`, counts what it launches with :meth:`_launched`
+    (or, for a call that has already finished, :meth:`_finished`) and records compilations in
+    :attr:`compile_log`. ``ready(token)``/``wait(token)`` tell whether a launched call has finished
+    and wait for it (see :class:`InFlight`).
+    """
+
+    def __init__(
+        self,
+        batches: Iterable[Any],
+        *,
+        max_spe: int,
+        spe: int | StepsPerExecution,
+        max_in_flight: int,
+        clock: Clock | None,
+        ready: Callable[[_T], bool],
+        wait: Callable[[_T], object],
+    ) -> None:
+        try:
+            self._batches = iter(batches)
+        except TypeError:
+            raise TypeError(f"'batches' must be an iterable of batches; got {batches!r}") from None
+        self._candidates = powers_of_two(max_spe)
+        self._spe = as_spe_holder(spe)
+        self._clock = check_clock(clock)
+        self._pushback: list[Any] = []
+        self._compile_log = CompileLog()
+        self._completed = StepCount()
+        self._dispatched = 0
+        self._in_flight: InFlight[_T] = InFlight(max_in_flight, self._completed, ready, wait)
+        self._output: Any = None
+
+    # The tuner's contract -------------------------------------------------------------------
+
+    def counter(self) -> int:
+        """Training steps completed so far (behind :attr:`steps_dispatched` by the calls queued
+        on the device, at most ``max_in_flight``)."""
+        return self._completed()
+
+    @property
+    def spe(self) -> StepsPerExecution:
+        """The steps-per-execution holder read at each ``run()``."""
+        return self._spe
+
+    @property
+    def candidates(self) -> tuple[int, ...]:
+        """The spe values run in one compiled call each: 1, 2, 4, ... up to ``max_spe``."""
+        return self._candidates
+
+    @property
+    def compile_log(self) -> CompileLog:
+        """Every compilation (or capture): spe, seconds, when it started, the batch shapes."""
+        return self._compile_log
+
+    # Training -----------------------------------------------------------------------------------
+
+    @property
+    def output(self) -> Any:
+        """What the step returned for the last step run (None before the first ``run()``)."""
+        return self._output
+
+    @property
+    def steps_dispatched(self) -> int:
+        """Steps launched so far, completed or not."""
+        return self._dispatched
+
+    def sync(self) -> None:
+        """Wait until every launched step has completed (then ``counter() == steps_dispatched``)."""
+        self._in_flight.drain()
+
+    def _steps_wanted(self, max_steps: int | None) -> list[Any]:
+        """The batches of the next call: ``int(spe)`` of them, at most ``max_steps``."""
+        n = int(self._spe)
+        limit = check_max_steps(max_steps)
+        if limit is not None:
+            n = min(n, limit)
+        return take(self._batches, n, self._pushback) if n else []
+
+    def _launched(self, token: _T, steps: int) -> None:
+        """A call of ``steps`` steps was launched; it counts once ``token`` is ready."""
+        self._dispatched += steps
+        self._in_flight.launched(token, steps)
+
+    def _finished(self, steps: int) -> None:
+        """``steps`` steps ran synchronously: launched and completed."""
+        self._dispatched += steps
+        self._completed.add(steps)

@@ -38,20 +38,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._clock import MONOTONIC, Clock
+from .._clock import Clock
+from .._public import publish as _publish
 from .._tuning._spe import StepsPerExecution
 from .._validate import check_int
-from ._multistep import (
-    CompileLog,
-    CompileRecord,
-    InFlight,
-    StepCount,
-    as_spe_holder,
-    check_max_steps,
-    decompose,
-    powers_of_two,
-    take,
-)
+from ._multistep import CompileRecord, RunnerBase, decompose, take
 
 __all__ = ["MultiStepRunner", "StepFn"]
 
@@ -106,7 +97,7 @@ def _stack(batches: Sequence[Any]) -> Any:
     return jax.tree.map(stack, *batches)
 
 
-class MultiStepRunner:
+class MultiStepRunner(RunnerBase[Any]):
     """Runs ``int(spe)`` steps of ``step_fn`` per :meth:`run`, in compiled calls of ``candidates``.
 
     ``batches`` is an iterable of single batches (pytrees of NumPy or JAX arrays of fixed
@@ -141,69 +132,29 @@ class MultiStepRunner:
             raise TypeError(
                 f"'step_fn' must be a callable (state, batch) -> (state, aux); got {step_fn!r}"
             )
-        try:
-            self._batches = iter(batches)
-        except TypeError:
-            raise TypeError(f"'batches' must be an iterable of batches; got {batches!r}") from None
+        super().__init__(
+            batches,
+            max_spe=max_spe,
+            spe=spe,
+            max_in_flight=max_in_flight,
+            clock=clock,
+            ready=lambda done: bool(done.is_ready()),
+            wait=_block_until_ready,
+        )
         self._step_fn = step_fn
         self._state = state
-        self._candidates = powers_of_two(max_spe)
-        self._spe = as_spe_holder(spe)
         if donate_state is None:
             donate_state = jax.default_backend() != "cpu"
         elif not isinstance(donate_state, bool):
             raise TypeError(f"'donate_state' must be None or a bool; got {donate_state!r}")
         self._donate = donate_state
         self._unroll = check_int("unroll", unroll, minimum=1)
-        self._clock = MONOTONIC if clock is None else clock
-        self._pushback: list[Any] = []
         self._executables: dict[tuple[int, _Key], _Executable] = {}
-        self._compile_log = CompileLog()
-        self._completed = StepCount()
-        self._dispatched = 0
-        self._in_flight: InFlight[Any] = InFlight(
-            max_in_flight, self._completed, ready=lambda done: bool(done.is_ready()),
-            wait=_block_until_ready,
-        )  # fmt: skip
-        self._output: Any = None
-
-    # The tuner's contract -------------------------------------------------------------------
-
-    def counter(self) -> int:
-        """Training steps completed so far (behind :attr:`steps_dispatched` by the calls queued)."""
-        return self._completed()
-
-    @property
-    def spe(self) -> StepsPerExecution:
-        """The steps-per-execution holder read at each :meth:`run`."""
-        return self._spe
-
-    @property
-    def candidates(self) -> tuple[int, ...]:
-        """The spe values run in one compiled call each: 1, 2, 4, ... up to ``max_spe``."""
-        return self._candidates
-
-    @property
-    def compile_log(self) -> CompileLog:
-        """Every compilation: spe, seconds, when it started and the batch shapes it was for."""
-        return self._compile_log
-
-    # Training ---------------------------------------------------------------------------------
 
     @property
     def state(self) -> Any:
         """The training state after the latest call (arrays may still be computing)."""
         return self._state
-
-    @property
-    def output(self) -> Any:
-        """``aux`` of the last step run (None before the first :meth:`run`)."""
-        return self._output
-
-    @property
-    def steps_dispatched(self) -> int:
-        """Steps handed to JAX so far, completed or not."""
-        return self._dispatched
 
     def run(self, max_steps: int | None = None) -> int:
         """Run the next ``int(spe)`` steps (at most ``max_steps``); return how many ran.
@@ -212,11 +163,7 @@ class MultiStepRunner:
         runner waits only when more than ``max_in_flight`` calls are queued, and
         :meth:`counter` counts a call's steps once it has finished.
         """
-        n = int(self._spe)
-        limit = check_max_steps(max_steps)
-        if limit is not None:
-            n = min(n, limit)
-        batches = take(self._batches, n, self._pushback) if n else []
+        batches = self._steps_wanted(max_steps)
         ran = 0
         for key, group in self._same_shape_runs(batches):
             for size in decompose(len(group), self._candidates):
@@ -225,14 +172,9 @@ class MultiStepRunner:
                 executable = self._executable(size, key)
                 data = chunk[0] if size == 1 else _stack(chunk)
                 self._state, self._output, done = executable(self._state, data)
-                self._dispatched += size
-                self._in_flight.launched(done, size)
+                self._launched(done, size)
                 ran += size
         return ran
-
-    def sync(self) -> None:
-        """Wait for every dispatched step to complete: then ``counter() == steps_dispatched``."""
-        self._in_flight.drain()
 
     def precompile(self, spe_values: Iterable[int] | None = None) -> tuple[CompileRecord, ...]:
         """Compile the calls for ``spe_values`` (default: every candidate) now, not mid-training.
@@ -323,3 +265,6 @@ class MultiStepRunner:
             f"MultiStepRunner(spe={int(self._spe)}, candidates={self._candidates}, "
             f"completed={self.counter()}, compiled={self._compile_log.compiled()})"
         )
+
+
+_publish(globals())

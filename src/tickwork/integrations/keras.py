@@ -38,8 +38,9 @@ from typing import Any
 
 import keras
 
-from .._clock import MONOTONIC, Clock
+from .._clock import Clock, check_clock
 from .._errors import add_note
+from .._public import publish as _publish
 from .._validate import check_int, check_nonnegative
 from ._multistep import choose_spe
 
@@ -181,7 +182,7 @@ def probe_steps_per_execution(
     check_nonnegative("tolerance", tolerance)
     if "epochs" in fit_kwargs or "steps_per_epoch" in fit_kwargs:
         raise ValueError("'epochs' and 'steps_per_epoch' are set by the probe; do not pass them")
-    clock = MONOTONIC if clock is None else clock
+    clock = check_clock(clock)
 
     models: dict[int, Any] = {}
     warmup: dict[int, float] = {}
@@ -227,3 +228,6 @@ def probe_steps_per_execution(
         backend=keras.backend.backend(),
         rounds=tuple(measured),
     )
+
+
+_publish(globals())

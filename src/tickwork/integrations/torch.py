@@ -44,22 +44,13 @@ from typing import Any
 
 import torch
 
-from .._clock import MONOTONIC, Clock
+from .._clock import Clock
 from .._errors import add_note
+from .._public import publish as _publish
 from .._tuning._spe import StepsPerExecution
 from .._validate import check_choice
 from . import _torch_graphs
-from ._multistep import (
-    CompileLog,
-    CompileRecord,
-    InFlight,
-    StepCount,
-    as_spe_holder,
-    check_max_steps,
-    decompose,
-    powers_of_two,
-    take,
-)
+from ._multistep import CompileRecord, RunnerBase, decompose
 
 __all__ = ["MultiStepRunner", "TorchStepFn"]
 
@@ -119,13 +110,14 @@ class _Graph:
         self.output = output
 
 
-class MultiStepRunner:
+class MultiStepRunner(RunnerBase[_torch_graphs.Event]):
     """Runs ``int(spe)`` steps of ``step_fn`` per :meth:`run`, in calls of ``candidates`` steps.
 
     ``batches`` is an iterable of batches (tensors, or tuples/lists/dicts of them). The tuner's
     contract: :meth:`counter` (steps completed), :attr:`spe` (read at each call),
     :attr:`candidates` (powers of two up to ``max_spe``; default 8 for ``compile``, 64 otherwise)
-    and :attr:`compile_log`.
+    and :attr:`compile_log` (for ``compile`` a record's seconds are those of the first call,
+    compiling plus its n steps; for ``cuda_graph`` those of the warm-up steps plus the capture).
 
     ``compile_options`` are passed to ``torch.compile`` (default ``dynamic=False``).
     For ``cuda_graph``: ``device`` is where the static input buffers live (batches are copied
@@ -156,10 +148,6 @@ class MultiStepRunner:
     ) -> None:
         if not callable(step_fn):
             raise TypeError(f"'step_fn' must be a callable batch -> output; got {step_fn!r}")
-        try:
-            self._batches = iter(batches)
-        except TypeError:
-            raise TypeError(f"'batches' must be an iterable of batches; got {batches!r}") from None
         requested = check_choice("mode", mode, _Mode)
         try:
             self._device = torch.device("cpu" if device is None else device)
@@ -178,52 +166,20 @@ class MultiStepRunner:
         if requested is _Mode.CUDA_GRAPH:
             self._backend = _torch_graphs.make_backend(self._device)
         self._mode = requested
-        self._candidates = powers_of_two(
-            _DEFAULT_MAX_SPE[requested] if max_spe is None else max_spe
+        super().__init__(
+            batches,
+            max_spe=_DEFAULT_MAX_SPE[requested] if max_spe is None else max_spe,
+            spe=spe,
+            max_in_flight=max_in_flight,
+            clock=clock,
+            ready=lambda event: bool(event.query()),
+            wait=lambda event: event.synchronize(),
         )
-        self._spe = as_spe_holder(spe)
         self._step_fn = step_fn
         self._compile_options: dict[str, Any] = {"dynamic": False, **(compile_options or {})}
-        self._clock = MONOTONIC if clock is None else clock
-        self._pushback: list[Any] = []
         self._compiled: dict[tuple[int, str], Callable[[TorchStepFn, tuple[Any, ...]], Any]] = {}
         self._graphs: dict[tuple[int, str], _Graph] = {}
-        self._compile_log = CompileLog()
-        self._completed = StepCount()
-        self._dispatched = 0
-        self._in_flight: InFlight[_torch_graphs.Event] = InFlight(
-            max_in_flight, self._completed, ready=lambda event: bool(event.query()),
-            wait=lambda event: event.synchronize(),
-        )  # fmt: skip
-        self._output: Any = None
         self._fallback_error: BaseException | None = None
-
-    # The tuner's contract -------------------------------------------------------------------
-
-    def counter(self) -> int:
-        """Training steps completed so far (a CUDA graph replay counts once it has finished)."""
-        return self._completed()
-
-    @property
-    def spe(self) -> StepsPerExecution:
-        """The steps-per-execution holder read at each :meth:`run`."""
-        return self._spe
-
-    @property
-    def candidates(self) -> tuple[int, ...]:
-        """The spe values run in one call each: 1, 2, 4, ... up to ``max_spe``."""
-        return self._candidates
-
-    @property
-    def compile_log(self) -> CompileLog:
-        """Every compilation or capture: spe, seconds, when it started, the batch shapes.
-
-        For ``compile`` the seconds are those of the first call (compiling plus its n steps); for
-        ``cuda_graph`` those of the warm-up steps plus the capture.
-        """
-        return self._compile_log
-
-    # Training ---------------------------------------------------------------------------------
 
     @property
     def mode(self) -> str:
@@ -235,48 +191,28 @@ class MultiStepRunner:
         """The capture error that made the runner fall back to eager mode, if one did."""
         return self._fallback_error
 
-    @property
-    def output(self) -> Any:
-        """What ``step_fn`` returned for the last step run (None before the first :meth:`run`)."""
-        return self._output
-
-    @property
-    def steps_dispatched(self) -> int:
-        """Steps launched so far, completed or not."""
-        return self._dispatched
-
     def run(self, max_steps: int | None = None) -> int:
         """Run the next ``int(spe)`` steps (at most ``max_steps``); return how many ran.
 
         Fewer run when ``batches`` runs out; 0 means it has.
         """
-        n = int(self._spe)
-        limit = check_max_steps(max_steps)
-        if limit is not None:
-            n = min(n, limit)
-        batches = take(self._batches, n, self._pushback) if n else []
+        batches = self._steps_wanted(max_steps)
         done = 0
         while done < len(batches):
             if self._mode is _Mode.EAGER:  # also after a failed capture, for the rest
                 for batch in batches[done:]:
                     self._output = self._step_fn(batch)
-                self._dispatched += len(batches) - done
-                self._completed.add(len(batches) - done)
+                self._finished(len(batches) - done)
                 break
             size = decompose(len(batches) - done, self._candidates)[0]  # the largest call that fits
             chunk = tuple(batches[done : done + size])
             done += size
             if self._mode is _Mode.COMPILE:
                 self._output = self._compiled_call(size, chunk)
-                self._dispatched += size
-                self._completed.add(size)
+                self._finished(size)
             else:
                 self._graph_call(size, chunk)
         return len(batches)
-
-    def sync(self) -> None:
-        """Wait until every launched step has completed (then ``counter() == steps_dispatched``)."""
-        self._in_flight.drain()
 
     # torch.compile ------------------------------------------------------------------------------
 
@@ -348,12 +284,11 @@ class MultiStepRunner:
         self._compile_log.add(CompileRecord(size, seconds, started, signature))
         logger.debug("captured a %d-step CUDA graph in %.3f s for %s", size, seconds, signature)
 
-    def _launched(self, event: _torch_graphs.Event, size: int) -> None:
-        self._dispatched += size
-        self._in_flight.launched(event, size)
-
     def __repr__(self) -> str:
         return (
             f"MultiStepRunner(mode={self.mode!r}, spe={int(self._spe)}, "
             f"candidates={self._candidates}, completed={self.counter()})"
         )
+
+
+_publish(globals())
