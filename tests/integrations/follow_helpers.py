@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,20 @@ def start_follow(
         text=True,
         env=env,
     )  # fmt: skip
+
+
+@contextmanager
+def following(
+    directory: str | Path, log: Path, *extra: str, marker: str = "DONE"
+) -> Iterator[subprocess.Popen[str]]:
+    """:func:`start_follow`, killed at the end of the block if it is still running."""
+    process = start_follow(directory, log, *extra, marker=marker)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 def finish(process: subprocess.Popen[str], limit: float = LIMIT) -> tuple[int, str, str]:
