@@ -288,7 +288,9 @@ class Tracker:
         candidate = self.candidates[key]
         if candidate.gone:
             return Status.PENDING
-        if candidate.status is Status.UNKNOWN or key in self._dirty:
+        # A pending one is looked at again before a newer one is handed out: it may have
+        # completed without an event (a file written inside a checkpoint directory).
+        if candidate.status is Status.UNKNOWN or key in self._dirty or key in self._pending:
             self._dirty.discard(key)
             self._assess(candidate)
         return Status.PENDING if candidate.gone else candidate.status
