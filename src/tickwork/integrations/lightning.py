@@ -49,7 +49,7 @@ __all__ = ["TickworkCallback"]
 logger = logging.getLogger(__name__)
 
 
-class TickworkCallback(pl.Callback):
+class TickworkCallback(pl.Callback):  # type: ignore[misc,unused-ignore]
     """Tell the evaluator when training ended, stop on a tickwork stop, run periodic work.
 
     Args:

@@ -47,7 +47,7 @@ __all__ = ["TickworkCallback"]
 logger = logging.getLogger(__name__)
 
 
-class TickworkCallback(transformers.TrainerCallback):  # type: ignore[misc]
+class TickworkCallback(transformers.TrainerCallback):  # type: ignore[misc,unused-ignore]
     """Tell the evaluator when training ended, stop on a tickwork stop, run periodic work.
 
     Args:
