@@ -27,20 +27,16 @@ What :class:`TickworkCallback` does, hook by hook (transformers 5.24):
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import signal
-import sys
-import threading
 from collections.abc import Iterable, Mapping
-from types import TracebackType
 from typing import Any
 
 import transformers
 
 from .._done_marker import DEFAULT_DONE_MARKER, TrainingEnd
-from ._trainer_link import FinalSave, TrainerLink
+from ._trainer_link import FinalSave, TrainerLink, UncaughtWatch
 
 __all__ = ["TickworkCallback"]
 
@@ -96,10 +92,8 @@ class TickworkCallback(transformers.TrainerCallback):  # type: ignore[misc,unuse
         )
         self._is_saver = False
         self._step = 0
-        self._running = False
         self._save_requested = False
-        self._previous_hook: Any = None
-        self._atexit_registered = False
+        self._uncaught = UncaughtWatch(self._fail)
 
     # -- what happened ----------------------------------------------------------------------------
 
@@ -125,8 +119,7 @@ class TickworkCallback(transformers.TrainerCallback):  # type: ignore[misc,unuse
         self._step = int(state.global_step)
         self._save_requested = False
         self.link.begin(is_saver=self._is_saver, checkpoint_dir=os.fspath(args.output_dir))
-        self._running = True
-        self._watch_for_errors()
+        self._uncaught.watch()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._step = int(state.global_step)
@@ -165,58 +158,13 @@ class TickworkCallback(transformers.TrainerCallback):  # type: ignore[misc,unuse
             self.link.final_checkpoint = FinalSave.SAVED
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._running = False
-        self._unwatch()
+        self._uncaught.unwatch()
         self.link.end(
             is_saver=self._is_saver,
             step=int(state.global_step),
             checkpoint_dir=os.fspath(args.output_dir),
         )
 
-    # -- the error path ---------------------------------------------------------------------------
-
-    def _watch_for_errors(self) -> None:
-        if sys.excepthook != self._excepthook:
-            self._previous_hook = sys.excepthook
-            sys.excepthook = self._excepthook
-        if not self._atexit_registered:
-            atexit.register(self._at_exit)
-            self._atexit_registered = True
-
-    def _unwatch(self) -> None:
-        if sys.excepthook == self._excepthook:  # bound methods compare equal, never identical
-            sys.excepthook = self._previous_hook
-        self._previous_hook = None
-
-    def _fail(self, error: BaseException | None) -> None:
-        if not self._running:
-            return
-        self._running = False
+    def _fail(self, error: BaseException) -> None:
+        """The error path (an uncaught exception, or an exit with training unfinished)."""
         self.link.end(is_saver=self._is_saver, step=self._step, error=error, raise_background=False)
-
-    def _excepthook(
-        self, kind: type[BaseException], error: BaseException, tb: TracebackType | None
-    ) -> None:
-        previous = self._previous_hook or sys.__excepthook__
-        self._unwatch()
-        try:
-            if threading.current_thread() is threading.main_thread():
-                self._fail(error)
-        except Exception:
-            logger.exception("the done marker could not be written for an uncaught exception")
-        finally:
-            previous(kind, error, tb)
-
-    def _at_exit(self) -> None:
-        if self._running:
-            logger.error(
-                "the process exits with training unfinished (train() raised and its caller "
-                "caught the exception): writing the done marker as failed"
-            )
-            self._fail(
-                UnfinishedTraining("train() did not reach its end before the process exited")
-            )
-
-
-class UnfinishedTraining(RuntimeError):
-    """What the marker names when the process exited with training unfinished."""
