@@ -83,6 +83,8 @@ class TrainingEnd:
 
     def describe(self) -> str:
         """One line for people: ``training failed at step 12 on host-a: ValueError: boom``."""
+        if self.status is TrainingStatus.UNKNOWN:
+            return "the done marker does not say how training ended"
         text = f"training {self.status.value}"
         if self.step is not None:
             text += f" at step {self.step}"

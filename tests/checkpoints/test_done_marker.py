@@ -76,6 +76,9 @@ class TestWriteAndRead:
         unknown."""
         (tmp_path / "DONE").touch()
         assert tickwork.read_training_end(tmp_path) == TrainingEnd(TrainingStatus.UNKNOWN)
+        assert TrainingEnd(TrainingStatus.UNKNOWN).describe() == (
+            "the done marker does not say how training ended"
+        )
         (tmp_path / "DONE").write_text('{"status": "exploded", "step": true}')
         assert tickwork.read_training_end(tmp_path) == TrainingEnd(TrainingStatus.UNKNOWN)
 
