@@ -21,7 +21,7 @@ from .follow_helpers import LIMIT, evaluated_steps, finish, following, marker_pa
 pytest.importorskip("keras")
 pytest.importorskip("torch")
 
-pytestmark = [pytest.mark.keras, pytest.mark.torch]
+pytestmark = [pytest.mark.keras, pytest.mark.torch, pytest.mark.slow]  # a Keras process each
 
 WORKER = Path(__file__).with_name("_keras_fit_worker.py")
 

@@ -193,6 +193,7 @@ class StopAt:
         return step >= self.step
 
 
+@pytest.mark.slow  # a Lightning process of its own
 def test_sigterm_from_outside_stops_saves_and_keeps_lightnings_handler(tmp_path: Path) -> None:
     """A real SIGTERM: Lightning's own handler still runs (received_sigterm), so does the
     handler installed before fit(); the callback stops at the next step, saves the final

@@ -70,6 +70,7 @@ def result(out: str) -> dict[str, Any]:
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
+@pytest.mark.slow  # a Trainer process each
 class TestEndToEnd:
     def test_completed_training_is_followed_to_the_end(self, tmp_path: Path) -> None:
         """Each checkpoint-<step> the Trainer saves is evaluated once, in order, by `tickwork

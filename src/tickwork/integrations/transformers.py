@@ -36,7 +36,8 @@ from typing import Any
 import transformers
 
 from .._done_marker import DEFAULT_DONE_MARKER, TrainingEnd
-from ._trainer_link import FinalSave, TrainerLink, UncaughtWatch
+from ._trainer_link import FinalSave, TrainerLink
+from ._uncaught import UncaughtWatch
 
 __all__ = ["TickworkCallback"]
 
