@@ -45,6 +45,7 @@ from .. import (
 )
 from .._checkpoints._sidecar_policy import RetryPolicy
 from .._clock import MONOTONIC
+from .._done_marker import read_training_end
 from ._command import CommandFailed, CommandInterrupted, CommandRunner
 
 __all__ = ["EXIT_FAILED", "EXIT_STALLED", "EXIT_USAGE", "FollowConfig", "exit_status", "follow"]
@@ -272,6 +273,8 @@ def _summary(
     ending = _ENDINGS.get(reason, str(reason)) if reason is not None else "?"
     if received:
         ending = f"stopped by {received[0].name}"
+    elif reason is EndReason.DONE and config.options.get("done_marker"):
+        ending += f"; {_training_end(config)}"
     table = Table(title="tickwork follow", show_header=False)
     table.add_row("directory", config.directory)
     table.add_row("command", " ".join(config.command))
@@ -296,3 +299,15 @@ def _summary(
         )
     style = "bold green" if status == EXIT_OK else "bold red"
     console.print(Text.assemble(("ended: ", style), f"{ending} (exit status {status})"))
+
+
+def _training_end(config: FollowConfig) -> str:
+    """How training ended, as its done marker says."""
+    options = config.options
+    try:
+        end = read_training_end(
+            config.directory, options["done_marker"], storage_options=options.get("storage_options")
+        )
+    except Exception as exc:  # the run is over; a marker that cannot be read is reported, not fatal
+        return f"the done marker could not be read ({type(exc).__name__}: {exc})"
+    return "the done marker is gone" if end is None else end.describe()
