@@ -23,13 +23,16 @@ from typing import Any
 from ._tfstate import is_url
 
 __all__ = [
+    "SMALL_FILE_LIMIT",
     "Entry",
     "FsspecStorage",
     "LocalStorage",
+    "NotARegularFile",
     "Storage",
     "changed_names",
     "network_filesystem",
     "open_storage",
+    "read_small_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -65,6 +68,45 @@ class Entry:
     def signature(self) -> tuple[object, ...]:
         """Changes when the entry changes (as far as its metadata tells)."""
         return (self.is_dir, self.size, self.mtime_ns, self.etag, self.error)
+
+
+SMALL_FILE_LIMIT = 1 << 20
+"""Bytes. A state file (TensorFlow's ``checkpoint``, the resume file) larger is refused."""
+
+
+class NotARegularFile(OSError):
+    """A file tickwork must read is a FIFO, a device or a socket, or is larger than it can be."""
+
+
+def _open_regular(path: str) -> int:
+    """A descriptor of the regular file ``path``, opened without blocking (a FIFO would block an
+    open() for ever); NotARegularFile for anything else."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat_module.S_ISREG(mode):
+            kind = "a directory" if stat_module.S_ISDIR(mode) else "a FIFO, device or socket"
+            raise NotARegularFile(errno.EINVAL, f"not a regular file ({kind})", path)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(descriptor, True)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def read_small_file(path: str, limit: int = SMALL_FILE_LIMIT) -> bytes | None:
+    """The whole regular file ``path`` (at most ``limit`` bytes); None when it does not exist.
+    NotARegularFile when it is not a regular file or is larger than ``limit``."""
+    try:
+        descriptor = _open_regular(path)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(descriptor, "rb") as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise NotARegularFile(errno.EFBIG, f"larger than {limit} bytes", path)
+    return data
 
 
 def changed_names(old: Mapping[str, Entry], new: Mapping[str, Entry], *, remote: bool) -> list[str]:
@@ -117,7 +159,8 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def read_bytes(self, name: str) -> bytes | None:
-        """The whole (small) file ``name``; None when it does not exist."""
+        """The whole small file ``name`` (at most SMALL_FILE_LIMIT bytes); None when it does not
+        exist; NotARegularFile when it is not a regular file or is larger."""
 
     @abc.abstractmethod
     def exists(self, relpath: str) -> bool:
@@ -195,21 +238,20 @@ class LocalStorage(Storage):
             return None
         except OSError as exc:
             return Entry(name, False, error=f"{exc.strerror or exc}")
-        return Entry(name, stat_module.S_ISDIR(info.st_mode), info.st_size, info.st_mtime_ns, None)
+        mode = info.st_mode
+        if not (stat_module.S_ISDIR(mode) or stat_module.S_ISREG(mode)):
+            return Entry(name, False, error="not a regular file (a FIFO, device or socket)")
+        return Entry(name, stat_module.S_ISDIR(mode), info.st_size, info.st_mtime_ns, None)
 
     def read_at(self, relpath: str, offset: int, size: int) -> bytes:
         if size <= 0 or offset < 0:
             return b""
-        with open(self.join(relpath), "rb") as file:
+        with os.fdopen(_open_regular(self.join(relpath)), "rb") as file:
             file.seek(offset)
             return file.read(size)
 
     def read_bytes(self, name: str) -> bytes | None:
-        try:
-            with open(self.join(name), "rb") as file:
-                return file.read()
-        except FileNotFoundError:
-            return None
+        return read_small_file(self.join(name))
 
     def exists(self, relpath: str) -> bool:
         return os.path.exists(self.join(relpath))
@@ -323,10 +365,15 @@ class FsspecStorage(Storage):
         return bytes(data)
 
     def read_bytes(self, name: str) -> bytes | None:
+        full = self._full(name)
         try:
-            return bytes(self.fs.cat_file(self._full(name)))
+            with self.fs.open(full, "rb") as file:
+                data = bytes(file.read(SMALL_FILE_LIMIT + 1))
         except FileNotFoundError:
             return None
+        if len(data) > SMALL_FILE_LIMIT:
+            raise NotARegularFile(errno.EFBIG, f"larger than {SMALL_FILE_LIMIT} bytes", full)
+        return data
 
     def exists(self, relpath: str) -> bool:
         full = self._full(relpath)
