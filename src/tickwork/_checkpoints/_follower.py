@@ -417,4 +417,5 @@ class CheckpointFollower:
     def _after_fork_in_child(self) -> None:
         self._counters.reinit_after_fork()
         self._errors.reinit_after_fork()
+        self._relay.after_fork_in_child()
         self._watching.after_fork_in_child()

@@ -48,7 +48,15 @@ from .._clock import MONOTONIC
 from .._done_marker import read_training_end
 from ._command import CommandFailed, CommandInterrupted, CommandRunner
 
-__all__ = ["EXIT_FAILED", "EXIT_STALLED", "EXIT_USAGE", "FollowConfig", "exit_status", "follow"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_STALLED",
+    "EXIT_USAGE",
+    "FollowConfig",
+    "exit_status",
+    "follow",
+    "one_line",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -92,6 +100,17 @@ def exit_status(stats: SidecarStats, signals: Sequence[int]) -> int:
     if stats.end_reason is EndReason.STALLED:
         return EXIT_STALLED
     return EXIT_OK
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line, each thing said once: an OSError whose message already names its
+    path is shown without the ``[Errno N]`` prefix and the path repeated after it."""
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+        if exc.filename is not None and str(exc.filename) not in text:
+            text = f"{text}: {exc.filename!r}"
+    return " ".join(text.split())
 
 
 def parse_storage_options(text: str | None) -> dict[str, Any] | None:
@@ -229,8 +248,8 @@ def follow(config: FollowConfig, console: Console) -> int:
             **config.options,
         )
     except (ValueError, TypeError, OSError, ImportError) as exc:
-        Console(stderr=True, highlight=False).print(
-            Text.assemble(("tickwork follow: ", "bold red"), str(exc))
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            Text.assemble(("tickwork follow: ", "bold red"), one_line(exc))
         )
         return EXIT_USAGE
     reporter.evaluator, reporter.runner = evaluator, runner
