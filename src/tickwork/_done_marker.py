@@ -30,8 +30,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._checkpoints._fsspec import FsspecStorage
 from ._checkpoints._sidecar_policy import check_done_marker
-from ._checkpoints._storage import FsspecStorage, LocalStorage, Storage, open_storage
+from ._checkpoints._storage import LocalStorage, Storage, open_storage
 
 __all__ = [
     "DEFAULT_DONE_MARKER",

@@ -46,6 +46,7 @@ from .. import (
 from .._checkpoints._sidecar_policy import RetryPolicy
 from .._clock import MONOTONIC
 from .._done_marker import read_training_end
+from .._naming import thread_name
 from ._command import CommandFailed, CommandInterrupted, CommandRunner
 
 __all__ = [
@@ -239,7 +240,7 @@ def follow(config: FollowConfig, console: Console) -> int:
             runner,
             stop=stop,
             on_result=reporter.result,
-            name=f"tickwork follow ({config.directory})",
+            name=thread_name(f"follow ({config.directory})"),
             options=config.follow,
             max_attempts=policy.max_attempts,
             backoff=policy.backoff,

@@ -36,6 +36,7 @@ from .._done_marker import (
     mark_training_done,
 )
 from .._errors import group_or_single
+from .._naming import thread_name
 from .._signals import SignalStop, stop_on_signals
 from .._timed_thread import TimedThread
 from .._tuning._tuner import StepsPerExecutionTuner
@@ -279,7 +280,7 @@ class TrainerLink:
                 outcome.append(exc)
 
         # Not a daemon: a save that overruns the deadline still finishes if the process lives.
-        thread = threading.Thread(target=run, name="tickwork final checkpoint", daemon=False)
+        thread = threading.Thread(target=run, name=thread_name("final checkpoint"), daemon=False)
         self.final_save_thread = thread
         thread.start()
         thread.join(remaining)
