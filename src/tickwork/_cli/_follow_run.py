@@ -326,7 +326,9 @@ def _training_end(config: FollowConfig) -> str:
     options = config.options
     try:
         end = read_training_end(
-            config.directory, options["done_marker"], storage_options=options.get("storage_options")
+            config.directory,
+            options["done_marker"],
+            storage_options=config.follow.storage_options,
         )
     except Exception as exc:  # the run is over; a marker that cannot be read is reported, not fatal
         return f"the done marker could not be read ({type(exc).__name__}: {exc})"
