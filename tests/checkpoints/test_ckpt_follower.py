@@ -502,7 +502,7 @@ class TestValidation:
     @pytest.mark.parametrize(
         ("options", "error", "message"),
         [
-            ({"poll_interval": 0}, ValueError, "'poll_interval' must be a finite number > 0"),
+            ({"poll_interval": -1}, ValueError, "'poll_interval' must be a finite number >= 0"),
             ({"poll_interval": math.nan}, ValueError, "'poll_interval'"),
             ({"settle_secs": -1}, ValueError, "'settle_secs' must be a finite number >= 0"),
             ({"max_poll_interval": 0.5}, ValueError, "'max_poll_interval' must be >= poll"),

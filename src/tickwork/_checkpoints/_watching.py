@@ -208,6 +208,8 @@ class Watching:
     def _probe_interval(self) -> float:
         if self._storage.remote:
             return self._interval
+        if self._poll_interval == 0 and self._watch is not Watch.POLL:
+            return _MISSING_PROBE  # 0 is back to back only for polling; never a busy wait here
         return min(self._poll_interval, _MISSING_PROBE)
 
     def _start_following(self, seen: Observation) -> None:
