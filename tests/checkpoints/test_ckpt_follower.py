@@ -604,3 +604,45 @@ class TestRepeatedErrors:
         assert "Input/output error" in summaries[0]
         assert f"has failed {looks} times" in summaries[-1]
         assert summaries[-1].endswith("no longer followed")
+
+    def test_a_checkpoint_failing_to_be_read_at_every_look_is_summarised(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A checkpoint whose files cannot be read (permission denied) is looked at again at
+        every poll: logged in full FULL_LOGS times, then summarised; counted each time, pending,
+        and handed out once it can be read."""
+        storage, clock = UnreadableFiles(), FakeClock()
+        torch_files(storage, 3)
+        looks = 120
+        caplog.set_level(logging.WARNING, logger="tickwork._checkpoints._completeness")
+        with follower(storage, clock, poll_interval=1.0) as f:
+            for _ in range(looks):
+                assert f.next_checkpoint(timeout=0) is None
+                clock.advance(1.0)
+            assert f.statistics().errors == storage.calls["read_at"] == looks  # one per poll
+            assert f.pending == 1
+            storage.readable = True
+            found = f.next_checkpoint(timeout=0)
+            assert found is not None
+            assert found.step == 3
+        lines = [r for r in caplog.records if r.name == "tickwork._checkpoints._completeness"]
+        assert len([r for r in lines if r.exc_info is not None]) == FULL_LOGS
+        assert "/mem/run/model_step_3.pt': examining a checkpoint raised PermissionError" in (
+            lines[0].getMessage()
+        )
+        summaries = [r.getMessage() for r in lines if r.exc_info is None]
+        counts = [int(n) for m in summaries for n in re.findall(r"has failed (\d+) times", m)]
+        assert counts == [10, 70, 100, looks]  # powers of ten, 60 s after a line, at close
+        assert summaries[-1].endswith("no longer followed")
+
+
+class UnreadableFiles(MemoryStorage):
+    """Files that cannot be read until ``readable`` is set."""
+
+    readable = False
+
+    def read_at(self, relpath: str, offset: int, size: int) -> bytes:
+        if not self.readable:
+            self.calls["read_at"] += 1
+            raise PermissionError(13, "Permission denied", relpath)
+        return super().read_at(relpath, offset, size)
