@@ -42,6 +42,7 @@ def test_exported(name: str) -> None:
         (lambda d: tickwork.checkpoints_iterator(d, math.nan), "'min_interval_secs' must be"),
         (lambda d: tickwork.wait_for_new_checkpoint(d, None, math.nan), "'seconds_to_sleep'"),
         (lambda d: tickwork.wait_for_new_checkpoint(d, None, -1), "'seconds_to_sleep'"),
+        (lambda d: tickwork.wait_for_new_checkpoint(d, None, math.inf), "'seconds_to_sleep'"),
         (lambda d: tickwork.wait_for_new_checkpoint(d, timeout=math.nan), "'timeout' must be"),
         (lambda d: tickwork.checkpoints_iterator(d, poll_interval=-1), "'poll_interval'"),
         (lambda d: tickwork.checkpoints_iterator(d, settle_secs=math.nan), "'settle_secs'"),
