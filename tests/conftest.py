@@ -11,16 +11,9 @@ import pytest
 from tickwork._naming import THREAD_PREFIX
 from tickwork.testing import FakeClock
 
-# Every thread tickwork starts is named "tickwork:..." (tickwork._naming.thread_name). Until the
-# checkpoint package and the CLI adopt that prefix, their current names are listed too, so that a
-# SidecarEvaluator, a checkpoint watcher or a follow output reader left running is caught as well.
-# (Drop these three once their threads are named with THREAD_PREFIX.)
-_OWN_THREADS = (
-    THREAD_PREFIX,
-    "tickwork checkpoint watcher",
-    "tickwork follow",
-    "SidecarEvaluator(",
-)
+# Every thread tickwork starts is named "tickwork:..." (tickwork._naming.thread_name), so one
+# prefix catches a TimedThread, a SidecarEvaluator, a checkpoint watcher or a follow reader alike.
+_OWN_THREADS = (THREAD_PREFIX,)
 
 
 @pytest.fixture

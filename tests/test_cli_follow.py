@@ -21,6 +21,7 @@ from tickwork._cli._command import substitute
 from tickwork._cli._follow_run import exit_status
 
 LIMIT = 90.0  # seconds a follow run may take; reached only when something is wrong
+FOLLOW = [sys.executable, "-c", "import sys, tickwork._cli as c; sys.exit(c.main())"]
 
 
 def zip_bytes(step: int) -> bytes:
@@ -236,6 +237,15 @@ class TestUsage:
             ),
             (["follow", "FILE", "--", "true"], "'checkpoint_dir' must be a directory"),
             (["follow", "DIR", "--done-marker", "a/b", "--", "true"], "'done_marker' must be"),
+            (  # at the start, not after --timeout: a typo in the program name shows at once
+                ["follow", "DIR", "--timeout", "60", "--", "no-such-program-4b1e", "x"],
+                "the command 'no-such-program-4b1e' was not found on PATH",
+            ),
+            (["follow", "DIR", "--", "./not-here/eval.sh"], "is not an executable file"),
+            (["follow", "DIR", "--stall", "nan", "--", "true"], "Invalid value for '--stall'"),
+            (["follow", "DIR", "--timeout", "inf", "--", "true"], "Invalid value for '--timeout'"),
+            (["follow", "DIR", "--backoff-factor", "nan", "--", "true"], "'--backoff-factor'"),
+            (["follow", "DIR", "python", "-u", "eval.py"], "put -- before the command"),
         ],
     )
     def test_bad_usage_exits_2_with_a_message(
@@ -249,6 +259,29 @@ class TestUsage:
         assert code == 2, out + err
         assert message in out + err
         assert "Traceback" not in err
+
+
+class TestMessages:
+    def test_an_error_is_one_line_on_a_narrow_terminal_naming_the_path_once(
+        self, tmp_path: Path
+    ) -> None:
+        """A usage error is printed as one line, however narrow the terminal, and says its path
+        once (no '[Errno 20]' prefix, no path repeated after the message)."""
+        path = tmp_path / "a-file-with-a-rather-long-name-instead-of-a-directory"
+        path.write_text("x")
+        process = subprocess.run(
+            [*FOLLOW, "follow", str(path), "--", "true"],
+            capture_output=True,
+            text=True,
+            timeout=LIMIT,
+            env={**os.environ, "COLUMNS": "30"},
+        )
+        assert process.returncode == 2
+        lines = process.stderr.strip().splitlines()
+        assert len(lines) == 1, process.stderr
+        assert lines[0].count(str(path)) == 1
+        assert "'checkpoint_dir' must be a directory" in lines[0]
+        assert "Errno" not in lines[0]
 
 
 class TestPureParts:

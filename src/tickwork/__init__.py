@@ -8,7 +8,8 @@ Checkpoint following for every framework (:func:`checkpoints_iterator`,
 :func:`wait_for_new_checkpoint`, :func:`latest_checkpoint`, :class:`CheckpointFollower`):
 TensorFlow's API, event-driven, never early, never missing a checkpoint when asked; and a
 :class:`SidecarEvaluator` that evaluates every checkpoint beside training, retrying failures and
-ending when training is done.
+ending when training is done; training tells it so, and how it ended, with
+:func:`mark_training_done`.
 """
 
 from ._checkpoints._api import CheckpointIterator as CheckpointIterator
@@ -31,6 +32,11 @@ from ._clock import Clock as Clock
 from ._clock import MonotonicClock as MonotonicClock
 from ._clock import Waitable as Waitable
 from ._coordinator import Coordinator as Coordinator
+from ._done_marker import TrainingEnd as TrainingEnd
+from ._done_marker import TrainingStatus as TrainingStatus
+from ._done_marker import clear_done_marker as clear_done_marker
+from ._done_marker import mark_training_done as mark_training_done
+from ._done_marker import read_training_end as read_training_end
 from ._looper import LooperThread as LooperThread
 from ._public import publish as _publish
 from ._schedule import Overrun as Overrun
@@ -71,13 +77,18 @@ __all__ = [
     "StepsPerExecutionTuner",
     "TickStats",
     "TimedThread",
+    "TrainingEnd",
+    "TrainingStatus",
     "TuningHistory",
     "TuningRecord",
     "Waitable",
     "Watch",
     "checkpoints_iterator",
+    "clear_done_marker",
     "every",
     "latest_checkpoint",
+    "mark_training_done",
+    "read_training_end",
     "stop_on_signals",
     "wait_for_new_checkpoint",
 ]

@@ -285,7 +285,8 @@ class TestWaiting:
             assert call.result == "not finished"
             clock.advance(0.25)
             assert call.finished()
-            assert call.result is None
+            result: object = call.result  # a fresh name: mypy narrowed call.result above
+            assert result is None
             assert clock.now() == 2.0
 
     def test_checkpoint_arriving_during_the_wait(self) -> None:
@@ -552,7 +553,7 @@ class TestCheckpointType:
         """A Checkpoint compares, hashes and pickles as its path, and keeps its attributes."""
         found = Checkpoint("/r/ckpt-5", step=5, layout="tensorflow", files=["/r/ckpt-5.index"])
         assert found == "/r/ckpt-5"
-        assert {found: 1}["/r/ckpt-5"] == 1
+        assert {found: 1}["/r/ckpt-5"] == 1  # type: ignore[index]
         assert found.name == "ckpt-5"
         assert not found.held
         again = pickle.loads(pickle.dumps(found))

@@ -18,7 +18,6 @@ from ckpt_helpers import zip_bytes
 
 import tickwork
 from tickwork import Checkpoint, CheckpointFollower
-from tickwork._checkpoints import _storage
 from tickwork._checkpoints._storage import Entry, LocalStorage, network_filesystem
 
 LIMIT = 30.0  # seconds; only reached when something is wrong
@@ -296,7 +295,7 @@ class TestBadEntries:
                 raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
             return real_scandir(path)
 
-        monkeypatch.setattr(_storage.os, "scandir", denied)
+        monkeypatch.setattr(os, "scandir", denied)
         with pytest.raises(PermissionError, match="'checkpoint_dir' must be a directory that"):
             tickwork.checkpoints_iterator(tmp_path)
 

@@ -33,12 +33,13 @@ class TestLatestCheckpoint:
         _, saver = manager("run")
         for _ in range(3):
             saver.save()  # type: ignore[attr-defined]
-        given: str | Path = {
+        forms: dict[str, str | Path] = {
             "relative": "run",
             "absolute": str(tmp_path / "run"),
             "trailing-slash": "run/",
             "pathlike": Path("run"),
-        }[form]
+        }
+        given = forms[form]
         ours = tickwork.latest_checkpoint(given)
         assert ours == tf.train.latest_checkpoint(given)
         assert ours is not None

@@ -321,6 +321,14 @@ class Judge:
         """The assessment of ``candidate`` from storage; None when it was deleted."""
         storage = self._storage
         if scheme.kind is Kind.TENSORFLOW:
+            entries = self._directory.entries
+            unreadable = [
+                f"{name}: {entry.error}"
+                for name in sorted(candidate.members)
+                if (entry := entries.get(name)) is not None and entry.error is not None
+            ]
+            if unreadable:  # a symlink loop, a FIFO: the files cannot be what TF wrote
+                return Assessment(Status.BROKEN, "; ".join(unreadable))
             claims = candidate.members.values()
             tf_names = self._directory.tf_names
             newest: SortKey | None = tf_names.max_named
@@ -367,7 +375,9 @@ def _assess_directory(
             checks = [
                 _check(storage, inner.name, inner.size)
                 for inner in files
-                if inner.name.lower().endswith(_CHECKED_INSIDE) and inner.size is not None
+                if inner.name.lower().endswith(_CHECKED_INSIDE)
+                and inner.size is not None
+                and inner.error is None
             ]
         quiet = _quiet_for(record, tuple((*e.signature, e.name) for e in files), now)
     return decide_directory(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from .._errors import ErrorLog
 from ._checkpoint import Checkpoint, Counters
+from ._storage import read_small_file
 
 __all__ = [
     "FORMAT",
@@ -183,10 +184,10 @@ def load_resume(path: str, checkpoint_dir: str) -> ResumePoint | None:
     another checkpoint directory.
     """
     try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
-    except FileNotFoundError:
-        return None
+        raw = read_small_file(path)
+        if raw is None:
+            return None
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ResumeFileError(f"cannot read resume file {path!r}: {exc}") from exc
     try:

@@ -27,7 +27,7 @@ from ._layouts import (
     scheme_for,
     sort_key,
 )
-from ._storage import Entry, Storage, changed_names
+from ._storage import Entry, NotARegularFile, Storage, changed_names
 from ._tfstate import StateFileError, TFNames
 
 __all__ = ["Candidate", "Directory", "Update"]
@@ -103,6 +103,8 @@ class Directory:
         self._removed: dict[str, None] = {}  # keys of removed checkpoints (insertion order)
         self._state_dirty = False
         self.eager = False  # set once following has started (see start_eager)
+        self._state_rejected: str | None = None  # why the state file was last refused
+        self._warned: set[str] = set()  # names logged as not followed (bounded by _REMOVED_KEPT)
         self._out = Update()
 
     # -- feeding ----------------------------------------------------------------------------------
@@ -149,28 +151,37 @@ class Directory:
         if not self._state_dirty:
             return Update()
         self._state_dirty = False
-        try:
-            raw = self.storage.read_bytes(self.state_filename)
-        except OSError as exc:
-            self._error(exc, self.state_filename)
-            return Update()
         out = Update()
-        if raw is None:
-            return out
         before = self.tf_names.max_named
         try:
+            raw = self.storage.read_bytes(self.state_filename)
+            if raw is None:
+                return out
             changed = self.tf_names.update(raw, self.storage.directory, remote=self.storage.remote)
-        except (StateFileError, UnicodeDecodeError) as exc:
-            self._counters.add(rejected=1)
-            logger.warning(
-                "ignoring the unreadable state file %r: %s",
-                self.storage.join(self.state_filename),
-                exc,
-                exc_info=True,
-            )
+        except (StateFileError, UnicodeDecodeError, NotARegularFile) as exc:
+            if str(exc) != self._state_rejected:  # once per reason, not at every look
+                self._state_rejected = str(exc)
+                self._counters.add(rejected=1)
+                logger.warning(
+                    "ignoring the unreadable state file %r: %s",
+                    self.storage.join(self.state_filename),
+                    exc,
+                    exc_info=True,
+                )
             return out
+        except OSError as exc:
+            self._error(exc, self.state_filename)
+            return out
+        self._state_rejected = None
         if changed is None:
             return out
+        for recorded in sorted(self.tf_names.outside - self._warned):
+            self._warned.add(recorded)
+            logger.warning(
+                "the state file %r names %r, outside the directory: not a checkpoint of it",
+                self.storage.join(self.state_filename),
+                recorded,
+            )
         out.named = {key for key in changed if key in self.candidates}
         newest = self.tf_names.max_named
         if newest is not None and newest != before:
@@ -216,6 +227,8 @@ class Directory:
             return
         known = self._member_of.get(name)
         claim = None if entry is None else scheme.claim(name, entry.is_dir)
+        if claim is None and entry is not None and scheme.kind is Kind.TENSORFLOW:
+            self._unclaimed(name)
         if known is not None and (claim is None or claim.key != known):
             self._drop_member(name, known)
         if entry is None and known is None and self.eager:
@@ -231,6 +244,19 @@ class Directory:
         candidate.members[name] = claim
         self._member_of[name] = claim.key
         self._out.touched.add(claim.key)
+
+    def _unclaimed(self, name: str) -> None:
+        """A TensorFlow-looking file no rule claims (a prefix with a line break, say) is
+        logged once: it is not followed, and the user should know."""
+        looks_tf = ".index" in name or ".data-" in name
+        if looks_tf and name not in self._warned and len(self._warned) < _REMOVED_KEPT:
+            self._warned.add(name)
+            logger.warning(
+                "%r in %r looks like a TensorFlow checkpoint file but is not followed (its "
+                "prefix is not a plain name)",
+                name,
+                self.storage.directory,
+            )
 
     def _ephemeral(self, scheme: Scheme, name: str) -> None:
         """An event named a checkpoint that was deleted before it could be looked at (saved and

@@ -419,4 +419,5 @@ class CheckpointFollower:
         self._counters.reinit_after_fork()
         self._errors.reinit_after_fork()
         self._judge.error_log.reinit_after_fork()
+        self._relay.after_fork_in_child()
         self._watching.after_fork_in_child()

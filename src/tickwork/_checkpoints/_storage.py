@@ -1,10 +1,9 @@
-"""Where checkpoints live: a local directory (``os``) or remote storage (fsspec).
+"""Where checkpoints live: a local directory (``os``) here, remote storage in :mod:`._fsspec`.
 
 Both give the follower the same small interface: probe the directory, list it (top level),
 stat one entry, read a few bytes of a file, test for a file inside a checkpoint directory, and
-walk a checkpoint directory. Remote listings bypass fsspec's listing caches every time (the
-filesystem is created with ``use_listings_cache=False`` and ``skip_instance_cache=True``, and
-each call invalidates the path first): a stale cache is how followers of object stores freeze.
+walk a checkpoint directory. Only regular files are opened, without blocking, and small files
+are read with a size bound: a FIFO or a device never stalls or floods a follower.
 """
 
 from __future__ import annotations
@@ -13,30 +12,33 @@ import abc
 import errno
 import logging
 import os
-import posixpath
 import stat as stat_module
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from ._tfstate import is_url
 
 __all__ = [
+    "SMALL_FILE_LIMIT",
+    "WALK_LIMIT",
     "Entry",
-    "FsspecStorage",
     "LocalStorage",
+    "NotARegularFile",
     "Storage",
     "changed_names",
     "network_filesystem",
+    "not_a_directory",
     "open_storage",
+    "read_small_file",
+    "unreadable_directory",
 ]
 
 logger = logging.getLogger(__name__)
 
 # A walk of one checkpoint directory stops after this many files (a safety bound, not a limit
 # any real checkpoint reaches).
-_WALK_LIMIT = 100_000
+WALK_LIMIT = 100_000
 
 _NETWORK_FILESYSTEMS = frozenset(
     {
@@ -65,6 +67,45 @@ class Entry:
     def signature(self) -> tuple[object, ...]:
         """Changes when the entry changes (as far as its metadata tells)."""
         return (self.is_dir, self.size, self.mtime_ns, self.etag, self.error)
+
+
+SMALL_FILE_LIMIT = 1 << 20
+"""Bytes. A state file (TensorFlow's ``checkpoint``, the resume file) larger is refused."""
+
+
+class NotARegularFile(OSError):
+    """A file tickwork must read is a FIFO, a device or a socket, or is larger than it can be."""
+
+
+def _open_regular(path: str) -> int:
+    """A descriptor of the regular file ``path``, opened without blocking (a FIFO would block an
+    open() for ever); NotARegularFile for anything else."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat_module.S_ISREG(mode):
+            kind = "a directory" if stat_module.S_ISDIR(mode) else "a FIFO, device or socket"
+            raise NotARegularFile(errno.EINVAL, f"not a regular file ({kind})", path)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(descriptor, True)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def read_small_file(path: str, limit: int = SMALL_FILE_LIMIT) -> bytes | None:
+    """The whole regular file ``path`` (at most ``limit`` bytes); None when it does not exist.
+    NotARegularFile when it is not a regular file or is larger than ``limit``."""
+    try:
+        descriptor = _open_regular(path)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(descriptor, "rb") as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise NotARegularFile(errno.EFBIG, f"larger than {limit} bytes", path)
+    return data
 
 
 def changed_names(old: Mapping[str, Entry], new: Mapping[str, Entry], *, remote: bool) -> list[str]:
@@ -117,7 +158,8 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def read_bytes(self, name: str) -> bytes | None:
-        """The whole (small) file ``name``; None when it does not exist."""
+        """The whole small file ``name`` (at most SMALL_FILE_LIMIT bytes); None when it does not
+        exist; NotARegularFile when it is not a regular file or is larger."""
 
     @abc.abstractmethod
     def exists(self, relpath: str) -> bool:
@@ -132,13 +174,13 @@ class Storage(abc.ABC):
         """Release what the storage holds."""
 
 
-def _not_a_directory(path: str) -> NotADirectoryError:
+def not_a_directory(path: str) -> NotADirectoryError:
     return NotADirectoryError(
         errno.ENOTDIR, f"'checkpoint_dir' must be a directory; got a file: {path!r}", path
     )
 
 
-def _unreadable(path: str, why: str) -> PermissionError:
+def unreadable_directory(path: str, why: str) -> PermissionError:
     return PermissionError(
         errno.EACCES, f"'checkpoint_dir' must be a directory that can be listed; {why}", path
     )
@@ -164,18 +206,18 @@ class LocalStorage(Storage):
         except FileNotFoundError:
             return False
         except PermissionError:
-            raise _unreadable(path, f"cannot reach {path!r} (permission denied)") from None
+            raise unreadable_directory(path, f"cannot reach {path!r} (permission denied)") from None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise _unreadable(path, f"{path!r} is a symbolic link loop") from None
+                raise unreadable_directory(path, f"{path!r} is a symbolic link loop") from None
             raise
         if not stat_module.S_ISDIR(info.st_mode):
-            raise _not_a_directory(path)
+            raise not_a_directory(path)
         try:
             with os.scandir(path):
                 pass
         except PermissionError:
-            raise _unreadable(path, f"cannot list {path!r} (permission denied)") from None
+            raise unreadable_directory(path, f"cannot list {path!r} (permission denied)") from None
         return True
 
     def listdir(self) -> dict[str, Entry]:
@@ -195,21 +237,20 @@ class LocalStorage(Storage):
             return None
         except OSError as exc:
             return Entry(name, False, error=f"{exc.strerror or exc}")
-        return Entry(name, stat_module.S_ISDIR(info.st_mode), info.st_size, info.st_mtime_ns, None)
+        mode = info.st_mode
+        if not (stat_module.S_ISDIR(mode) or stat_module.S_ISREG(mode)):
+            return Entry(name, False, error="not a regular file (a FIFO, device or socket)")
+        return Entry(name, stat_module.S_ISDIR(mode), info.st_size, info.st_mtime_ns, None)
 
     def read_at(self, relpath: str, offset: int, size: int) -> bytes:
         if size <= 0 or offset < 0:
             return b""
-        with open(self.join(relpath), "rb") as file:
+        with os.fdopen(_open_regular(self.join(relpath)), "rb") as file:
             file.seek(offset)
             return file.read(size)
 
     def read_bytes(self, name: str) -> bytes | None:
-        try:
-            with open(self.join(name), "rb") as file:
-                return file.read()
-        except FileNotFoundError:
-            return None
+        return read_small_file(self.join(name))
 
     def exists(self, relpath: str) -> bool:
         return os.path.exists(self.join(relpath))
@@ -224,129 +265,12 @@ class LocalStorage(Storage):
                 entry = self.stat(rel)
                 if entry is not None:
                     found.append(entry)
-                if len(found) >= _WALK_LIMIT:
+                if len(found) >= WALK_LIMIT:
                     return found
         return found
 
     def __repr__(self) -> str:
         return f"LocalStorage({self.directory!r})"
-
-
-def _mtime_ns(info: Mapping[str, Any]) -> int | None:
-    for key in ("mtime", "LastModified", "last_modified", "updated", "modified", "created"):
-        value = info.get(key)
-        if isinstance(value, datetime):
-            return int(value.timestamp() * 1e9)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return int(value * 1e9)
-        if isinstance(value, str) and value:
-            try:
-                return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1e9)
-            except ValueError:
-                continue
-    return None
-
-
-class FsspecStorage(Storage):
-    """A directory (prefix) on remote storage, through fsspec."""
-
-    remote = True
-    atomic_rename = False
-
-    def __init__(self, directory: str, storage_options: Mapping[str, Any] | None = None) -> None:
-        try:
-            import fsspec  # the optional extra, imported where it is needed
-        except ImportError as exc:
-            raise ImportError(
-                f"following a remote checkpoint directory ({directory!r}) needs fsspec: "
-                "pip install 'tickwork[remote]' (or 'tickwork[s3]' for s3://)"
-            ) from exc
-        options = dict(storage_options or {})
-        options.setdefault("use_listings_cache", False)
-        options.setdefault("skip_instance_cache", True)
-        self.directory = directory
-        self.fs, path = fsspec.core.url_to_fs(directory, **options)
-        self.root: str = str(path).rstrip("/")
-        protocol = self.fs.protocol
-        self.protocol = protocol[0] if isinstance(protocol, (tuple, list)) else str(protocol)
-
-    def join(self, name: str) -> str:
-        return f"{self.directory.rstrip('/')}/{name}"
-
-    def _full(self, relpath: str) -> str:
-        return self.root + "/" + relpath
-
-    def _entry(self, info: Mapping[str, Any], name: str) -> Entry:
-        etag = info.get("ETag", info.get("etag", info.get("md5Hash")))
-        size = info.get("size")
-        return Entry(
-            name,
-            info.get("type") == "directory",
-            int(size) if isinstance(size, int) else None,
-            _mtime_ns(info),
-            str(etag) if etag is not None else None,
-        )
-
-    def probe(self) -> bool:
-        self.fs.invalidate_cache(self.root)
-        try:
-            info = self.fs.info(self.root)
-        except FileNotFoundError:
-            return False
-        except PermissionError:
-            raise _unreadable(self.directory, f"access to {self.directory!r} denied") from None
-        if info.get("type") != "directory":
-            raise _not_a_directory(self.directory)
-        return True
-
-    def listdir(self) -> dict[str, Entry]:
-        self.fs.invalidate_cache(self.root)
-        entries: dict[str, Entry] = {}
-        for info in self.fs.ls(self.root, detail=True):
-            name = posixpath.basename(str(info["name"]).rstrip("/"))
-            if name and str(info["name"]).rstrip("/") != self.root:
-                entries[name] = self._entry(info, name)
-        return entries
-
-    def stat(self, name: str) -> Entry | None:
-        full = self._full(name)
-        self.fs.invalidate_cache(full)
-        try:
-            return self._entry(self.fs.info(full), name)
-        except FileNotFoundError:
-            return None
-
-    def read_at(self, relpath: str, offset: int, size: int) -> bytes:
-        if size <= 0 or offset < 0:
-            return b""
-        data = self.fs.cat_file(self._full(relpath), start=offset, end=offset + size)
-        return bytes(data)
-
-    def read_bytes(self, name: str) -> bytes | None:
-        try:
-            return bytes(self.fs.cat_file(self._full(name)))
-        except FileNotFoundError:
-            return None
-
-    def exists(self, relpath: str) -> bool:
-        full = self._full(relpath)
-        self.fs.invalidate_cache(full)
-        return bool(self.fs.exists(full))
-
-    def walk(self, name: str) -> list[Entry]:
-        full = self._full(name)
-        self.fs.invalidate_cache(full)
-        found = self.fs.find(full, detail=True)
-        entries = []
-        for path, info in sorted(found.items()):
-            rel = name + "/" + str(path)[len(full) :].lstrip("/")
-            entries.append(self._entry(info, rel))
-            if len(entries) >= _WALK_LIMIT:
-                break
-        return entries
-
-    def __repr__(self) -> str:
-        return f"FsspecStorage({self.directory!r})"
 
 
 def open_storage(
@@ -369,6 +293,8 @@ def open_storage(
                     f"{dict(storage_options)!r} for {checkpoint_dir!r}"
                 )
             return LocalStorage(checkpoint_dir[len("file://") :])
+        from ._fsspec import FsspecStorage
+
         return FsspecStorage(checkpoint_dir, storage_options)
     if storage_options:
         raise ValueError(

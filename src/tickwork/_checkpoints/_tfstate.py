@@ -259,20 +259,28 @@ class TFNames:
 
     named: dict[str, str] = field(default_factory=dict)  # key (prefix basename) -> path
     latest: str | None = None
+    outside: set[str] = field(default_factory=set)  # recorded paths outside the directory
     max_named: SortKey | None = None
     _raw: bytes | None = None
 
     def update(self, raw: bytes, directory: str, *, remote: bool) -> set[str] | None:
         """Read a new version of the state file; the keys newly named (None when ``raw`` is the
-        version read last). Raises StateFileError (or UnicodeDecodeError) when it is corrupt."""
+        version read last). Raises StateFileError (or UnicodeDecodeError) when it is corrupt.
+
+        A recorded path outside ``directory`` (``/elsewhere/ckpt-2``, ``../x/ckpt-2``) names no
+        checkpoint of this directory: it is not named, and goes to :attr:`outside`."""
         if raw == self._raw:
             return None
         self._raw = raw
         state = parse_checkpoint_state(raw.decode("utf-8"))
         changed: set[str] = set()
+        self.outside = set()
         for recorded in (*state.all_model_checkpoint_paths, state.model_checkpoint_path):
             path = resolve_prefix(directory, recorded, remote=remote)
-            key = posixpath.basename(path.replace("\\", "/"))
+            key = _inside(directory, path, remote=remote)
+            if key is None:
+                self.outside.add(recorded)
+                continue
             if self.named.get(key) != path:
                 self.named[key] = path
                 changed.add(key)
@@ -280,5 +288,16 @@ class TFNames:
             if self.max_named is None or order > self.max_named:
                 self.max_named = order
         latest = resolve_prefix(directory, state.model_checkpoint_path, remote=remote)
-        self.latest = posixpath.basename(latest.replace("\\", "/"))
+        self.latest = _inside(directory, latest, remote=remote)
         return changed
+
+
+def _inside(directory: str, path: str, *, remote: bool) -> str | None:
+    """The key (base name) of ``path`` when it lies directly in ``directory``, else None."""
+    if remote:
+        parent, key = posixpath.split(posixpath.normpath(path))
+        same = parent == posixpath.normpath(directory.rstrip("/"))
+    else:
+        parent, key = os.path.split(os.path.normpath(path))
+        same = parent == os.path.normpath(directory)
+    return key if key and same else None

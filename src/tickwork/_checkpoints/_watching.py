@@ -61,7 +61,9 @@ class StopRelay:
 
     def __init__(self, stops: Sequence[Waitable | None], name: str) -> None:
         self.event = SignalSafeEvent()
+        self._name = name
         self._closed = threading.Event()
+        self._foreign: list[Waitable] = []
         self._threads: list[threading.Thread] = []
         for stop in stops:
             if stop is None:
@@ -71,14 +73,27 @@ class StopRelay:
             elif stop.is_set():
                 self.event.set()
             else:
-                thread = threading.Thread(
-                    target=_relay,
-                    args=(stop, weakref.ref(self.event), self._closed),
-                    name=thread_name(f"stop relay ({name})"),
-                    daemon=True,
-                )
-                self._threads.append(thread)
-                thread.start()
+                self._foreign.append(stop)
+        self._start_threads()
+
+    def _start_threads(self) -> None:
+        self._threads = []
+        for stop in self._foreign:
+            thread = threading.Thread(
+                target=_relay,
+                args=(stop, weakref.ref(self.event), self._closed),
+                name=thread_name(f"stop relay ({self._name})"),
+                daemon=True,
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def after_fork_in_child(self) -> None:
+        """The relay threads did not come along: start them again (unless closed)."""
+        self.event.reinit_after_fork()
+        if not self._closed.is_set():
+            self._closed = threading.Event()
+            self._start_threads()
 
     def close(self) -> None:
         """End the relay threads (within one slice; not waited for)."""

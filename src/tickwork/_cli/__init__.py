@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(cli.main(args=argv, prog_name="tickwork", standalone_mode=False) or 0)
     except click.ClickException as exc:  # bad usage: the message, not a traceback
         exc.show()
+        if isinstance(exc, click.NoSuchOption) and not exc.possibilities:
+            # An option no sub-command knows is most often the command's own, given without --.
+            sys.stderr.write("Hint: put -- before the command and its options: DIR -- CMD ARGS\n")
         return exc.exit_code
     except click.Abort:  # Ctrl-C that reached Python's KeyboardInterrupt
         sys.stderr.write("Aborted.\n")

@@ -16,6 +16,7 @@ seconds) and raises :class:`CommandInterrupted`.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -28,7 +29,14 @@ from .._clock import MONOTONIC, Waitable
 from .._naming import thread_name
 from .._validate import check_optional_nonnegative
 
-__all__ = ["CommandFailed", "CommandInterrupted", "CommandResult", "CommandRunner", "substitute"]
+__all__ = [
+    "CommandFailed",
+    "CommandInterrupted",
+    "CommandResult",
+    "CommandRunner",
+    "check_program",
+    "substitute",
+]
 
 PLACEHOLDERS = ("{checkpoint}", "{step}", "{dir}", "{name}")
 _POLL = 0.05  # seconds between looks at the command while it runs (on the stop signal's wait)
@@ -36,6 +44,19 @@ _TAIL_LINES = 20
 _READER_JOIN = 2.0  # seconds to wait for the output after the command exited
 _POSIX = os.name == "posix"
 _KILL = getattr(signal, "SIGKILL", signal.SIGTERM)
+
+
+def check_program(program: str) -> None:
+    """ValueError unless ``program`` (the command's first word) can be run: a path to an
+    executable file, or a name found on PATH. A placeholder (``{checkpoint}``) is not checked."""
+    if "{" in program:
+        return
+    if os.sep in program or (os.altsep is not None and os.altsep in program):
+        if not (os.path.isfile(program) and os.access(program, os.X_OK)):
+            raise ValueError(f"the command {program!r} is not an executable file")
+        return
+    if shutil.which(program) is None:
+        raise ValueError(f"the command {program!r} was not found on PATH")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ arguments (the running and reporting are :mod:`._follow_run`'s)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import click
@@ -12,15 +13,40 @@ from rich.text import Text
 
 from .. import CheckpointPattern, FollowOptions, Layout, Watch
 from .._checkpoints._sidecar_policy import RetryPolicy
-from ._follow_run import EXIT_USAGE, FollowConfig, follow, parse_storage_options
+from ._command import check_program
+from ._follow_run import EXIT_USAGE, FollowConfig, follow, one_line, parse_storage_options
 
 __all__ = ["follow_command"]
 
 # Every default is the library's: the follower's record and the evaluator's retry policy.
 _F = FollowOptions(skip_to_latest=False)
 _R = RetryPolicy()
-_SECONDS = click.FloatRange(min=0)
-_POSITIVE_SECONDS = click.FloatRange(min=0, min_open=True)
+
+
+class _Number(click.ParamType):  # type: ignore[type-arg]
+    """A finite number at or above ``minimum`` (above it with ``open``); a bad value is a usage
+    error naming the option (click's FloatRange lets nan and inf through to the library)."""
+
+    name = "number"
+
+    def __init__(self, minimum: float, *, open: bool = False) -> None:
+        self.minimum = minimum
+        self.open = open
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        low = number <= self.minimum if self.open else number < self.minimum
+        if not math.isfinite(number) or low:
+            rule = f"{'>' if self.open else '>='} {self.minimum:g}"
+            self.fail(f"must be a finite number {rule}; got {value!r}", param, ctx)
+        return number
+
+
+_SECONDS = _Number(0)
+_POSITIVE_SECONDS = _Number(0, open=True)
 
 EPILOG = """\b
 Placeholders in CMD ARGS: {checkpoint} (the path), {step}, {dir}, {name}; with none,
@@ -106,7 +132,7 @@ Example:
 )
 @click.option(
     "--backoff-factor",
-    type=click.FloatRange(min=1),
+    type=_Number(1),
     default=_R.backoff_factor,
     show_default=True,
     help="Each further wait is this many times the one before.",
@@ -208,6 +234,7 @@ def follow_command(
     # The default ceiling follows a larger --backoff; one given explicitly is checked as given.
     explicit_max = ctx.get_parameter_source("backoff_max") is not ParameterSource.DEFAULT
     try:
+        check_program(command[0])
         chosen: Layout | str | CheckpointPattern = (
             CheckpointPattern(pattern) if pattern is not None else layout
         )
@@ -231,8 +258,8 @@ def follow_command(
             backoff_max if explicit_max else max(backoff_max, backoff),
         )
     except (ValueError, TypeError) as exc:
-        Console(stderr=True, highlight=False).print(
-            Text.assemble(("tickwork follow: ", "bold red"), str(exc))
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            Text.assemble(("tickwork follow: ", "bold red"), one_line(exc))
         )
         return EXIT_USAGE
     options: dict[str, Any] = {

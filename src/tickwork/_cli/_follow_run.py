@@ -45,9 +45,19 @@ from .. import (
 )
 from .._checkpoints._sidecar_policy import RetryPolicy
 from .._clock import MONOTONIC
+from .._done_marker import read_training_end
+from .._naming import thread_name
 from ._command import CommandFailed, CommandInterrupted, CommandRunner
 
-__all__ = ["EXIT_FAILED", "EXIT_STALLED", "EXIT_USAGE", "FollowConfig", "exit_status", "follow"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_STALLED",
+    "EXIT_USAGE",
+    "FollowConfig",
+    "exit_status",
+    "follow",
+    "one_line",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -91,6 +101,17 @@ def exit_status(stats: SidecarStats, signals: Sequence[int]) -> int:
     if stats.end_reason is EndReason.STALLED:
         return EXIT_STALLED
     return EXIT_OK
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line, each thing said once: an OSError whose message already names its
+    path is shown without the ``[Errno N]`` prefix and the path repeated after it."""
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+        if exc.filename is not None and str(exc.filename) not in text:
+            text = f"{text}: {exc.filename!r}"
+    return " ".join(text.split())
 
 
 def parse_storage_options(text: str | None) -> dict[str, Any] | None:
@@ -219,7 +240,7 @@ def follow(config: FollowConfig, console: Console) -> int:
             runner,
             stop=stop,
             on_result=reporter.result,
-            name=f"tickwork follow ({config.directory})",
+            name=thread_name(f"follow ({config.directory})"),
             options=config.follow,
             max_attempts=policy.max_attempts,
             backoff=policy.backoff,
@@ -228,8 +249,8 @@ def follow(config: FollowConfig, console: Console) -> int:
             **config.options,
         )
     except (ValueError, TypeError, OSError, ImportError) as exc:
-        Console(stderr=True, highlight=False).print(
-            Text.assemble(("tickwork follow: ", "bold red"), str(exc))
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            Text.assemble(("tickwork follow: ", "bold red"), one_line(exc))
         )
         return EXIT_USAGE
     reporter.evaluator, reporter.runner = evaluator, runner
@@ -272,6 +293,8 @@ def _summary(
     ending = _ENDINGS.get(reason, str(reason)) if reason is not None else "?"
     if received:
         ending = f"stopped by {received[0].name}"
+    elif reason is EndReason.DONE and config.options.get("done_marker"):
+        ending += f"; {_training_end(config)}"
     table = Table(title="tickwork follow", show_header=False)
     table.add_row("directory", config.directory)
     table.add_row("command", " ".join(config.command))
@@ -296,3 +319,15 @@ def _summary(
         )
     style = "bold green" if status == EXIT_OK else "bold red"
     console.print(Text.assemble(("ended: ", style), f"{ending} (exit status {status})"))
+
+
+def _training_end(config: FollowConfig) -> str:
+    """How training ended, as its done marker says."""
+    options = config.options
+    try:
+        end = read_training_end(
+            config.directory, options["done_marker"], storage_options=options.get("storage_options")
+        )
+    except Exception as exc:  # the run is over; a marker that cannot be read is reported, not fatal
+        return f"the done marker could not be read ({type(exc).__name__}: {exc})"
+    return "the done marker is gone" if end is None else end.describe()

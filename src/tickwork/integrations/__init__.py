@@ -1,7 +1,8 @@
 """Per-framework integrations, each a public submodule that imports its framework.
 
-``tickwork.integrations.jax``, ``tickwork.integrations.torch`` and ``tickwork.integrations.keras``
-are imported explicitly; this package imports none of them, so ``import tickwork`` never imports a
+``tickwork.integrations.jax``, ``tickwork.integrations.torch``, ``tickwork.integrations.keras``,
+``tickwork.integrations.lightning`` and ``tickwork.integrations.transformers`` are imported
+explicitly; this package imports none of them, so ``import tickwork`` never imports a
 framework. What the runners share and users see (the tuner's contract, compile accounting) is
 framework-free and re-exported here.
 """

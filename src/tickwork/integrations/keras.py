@@ -26,6 +26,11 @@ data"). So tickwork offers what works:
 A large value delays everything that happens between calls: callbacks, logging, stop requests,
 checkpoints (keras #17589: ``ModelCheckpoint(save_freq=k)`` fires only at call boundaries), so
 the probe picks the smallest value within ``tolerance`` of the fastest.
+
+:class:`TickworkCallback` brings the rest of tickwork into ``fit()`` (see its docs): the done
+marker the evaluator ends on, a tickwork stop (SIGTERM, a Coordinator) as ``model.stop_training``
+with a final ``model.save``, and TimedThreads over the fit. Not the tuner: ``steps_per_execution``
+cannot change during ``fit()`` (above), so a StepsPerExecutionTuner is refused there.
 """
 
 from __future__ import annotations
@@ -42,9 +47,15 @@ from .._clock import Clock, check_clock
 from .._errors import add_note
 from .._public import publish as _publish
 from .._validate import check_int, check_nonnegative
+from ._keras_callback import TickworkCallback as TickworkCallback
 from ._multistep import choose_spe
 
-__all__ = ["ProbeResult", "probe_steps_per_execution", "set_steps_per_execution"]
+__all__ = [
+    "ProbeResult",
+    "TickworkCallback",
+    "probe_steps_per_execution",
+    "set_steps_per_execution",
+]
 
 logger = logging.getLogger(__name__)
 

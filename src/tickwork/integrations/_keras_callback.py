@@ -1,0 +1,205 @@
+"""Keras 3: :class:`TickworkCallback` (re-exported by :mod:`tickwork.integrations.keras`): the done
+marker, a tickwork stop as ``model.stop_training`` with a final ``model.save``, periodic work over
+``fit()``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import keras
+
+from .._done_marker import DEFAULT_DONE_MARKER, TrainingEnd
+from ._trainer_link import FinalSave, TrainerLink
+from ._uncaught import UncaughtWatch
+
+__all__ = ["TickworkCallback"]
+
+logger = logging.getLogger(__name__)
+
+
+def _is_chief() -> bool:
+    """The process that saves: TF_CONFIG's chief (or worker 0 when there is no chief), JAX's
+    process 0, else this process."""
+    raw = os.environ.get("TF_CONFIG")
+    if raw:
+        try:
+            config = json.loads(raw)
+            task, cluster = config.get("task", {}), config.get("cluster", {})
+            kind, index = task.get("type"), int(task.get("index", 0))
+        except (ValueError, TypeError, AttributeError):
+            logger.warning("TF_CONFIG is not valid JSON; this process counts as the chief")
+            return True
+        if kind is not None:
+            return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return int(jax.process_index()) == 0
+    return True
+
+
+class TickworkCallback(keras.callbacks.Callback):  # type: ignore[misc]
+    """Tell the evaluator when ``fit()`` ended, stop it on a tickwork stop, run periodic work.
+
+    * ``on_train_begin``: on the chief, removes a stale done marker; installs the ``signals``
+      handler (the handlers already there still run; Keras installs none); starts
+      ``background``; chains ``sys.excepthook`` for the error path (``fit()`` has no error hook),
+      with an ``atexit`` fallback.
+    * ``on_train_batch_end`` (once per ``steps_per_execution`` steps: a large value delays the
+      stop): once a stop is seen, sets ``model.stop_training`` (Keras ends the epoch, runs its
+      validation and ``on_epoch_end``, then ends ``fit()``) and saves the final checkpoint with
+      ``model.save`` (``save_weights`` for a ``.weights.h5`` path), within ``save_deadline``.
+      With a ``model_checkpoint`` saving every epoch, its own epoch-end save after the stop is
+      the final checkpoint and none is added.
+    * ``on_train_end`` (after the ModelCheckpoint's last save): stops the background work
+      (raising its errors), restores the handlers and writes the done marker on the chief.
+
+    Args:
+        checkpoint_dir: where the marker (and by default the final checkpoint) goes; default:
+            the directory of ``model_checkpoint``'s filepath.
+        model_checkpoint: your ``keras.callbacks.ModelCheckpoint``; the final checkpoint takes
+            its ``filepath`` (formatted with ``epoch`` and ``batch`` as Keras does) and its
+            ``save_weights_only``.
+        final_checkpoint_name: the final checkpoint's file name in ``checkpoint_dir`` when there
+            is no ``model_checkpoint``, formatted with ``step`` and ``epoch``.
+        is_chief: whether this process saves; default: TF_CONFIG's chief (worker 0 without
+            one), JAX's process 0, else True.
+        The other arguments are those of the Lightning and Hugging Face callbacks.
+    """
+
+    def __init__(
+        self,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        *,
+        model_checkpoint: Any = None,
+        done_marker: str | None = DEFAULT_DONE_MARKER,
+        storage_options: Mapping[str, Any] | None = None,
+        stop: object = None,
+        signals: Iterable[int | signal.Signals] | None = (signal.SIGTERM,),
+        final_checkpoint: bool = True,
+        final_checkpoint_name: str = "final-step{step}.keras",
+        save_deadline: float | None = None,
+        background: Iterable[object] = (),
+        clear_stale_marker: bool = True,
+        is_chief: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if model_checkpoint is not None and not isinstance(
+            model_checkpoint, keras.callbacks.ModelCheckpoint
+        ):
+            raise TypeError(
+                "'model_checkpoint' must be a keras.callbacks.ModelCheckpoint or None; "
+                f"got {model_checkpoint!r}"
+            )
+        if checkpoint_dir is None and model_checkpoint is not None:
+            checkpoint_dir = os.path.dirname(os.fspath(model_checkpoint.filepath)) or "."
+        if checkpoint_dir is None and (done_marker is not None or final_checkpoint):
+            raise ValueError(
+                "'checkpoint_dir' must be given (or a 'model_checkpoint' to take it from) for the "
+                "done marker and the final checkpoint; got None"
+            )
+        if not isinstance(final_checkpoint_name, str) or "/" in final_checkpoint_name:
+            raise ValueError(
+                "'final_checkpoint_name' must be a file name (no '/'); "
+                f"got {final_checkpoint_name!r}"
+            )
+        if is_chief is not None and not isinstance(is_chief, bool):
+            raise TypeError(f"'is_chief' must be a bool or None; got {is_chief!r}")
+        self.link = TrainerLink(
+            done_marker=done_marker,
+            checkpoint_dir=checkpoint_dir,
+            storage_options=storage_options,
+            stop=stop,
+            signals=signals,
+            final_checkpoint=final_checkpoint,
+            save_deadline=save_deadline,
+            background=background,
+            clear_stale_marker=clear_stale_marker,
+            allow_tuner=False,
+        )
+        self.model_checkpoint = model_checkpoint
+        self.final_checkpoint_name = final_checkpoint_name
+        self._is_chief_arg = is_chief
+        self._is_saver = True
+        self._epoch = 0
+        self._uncaught = UncaughtWatch(self._fail)
+
+    @property
+    def training_end(self) -> TrainingEnd | None:
+        """What the done marker said (None before it is written, and off the chief)."""
+        return self.link.training_end
+
+    @property
+    def final_checkpoint(self) -> str:
+        """What became of the final checkpoint (a :class:`FinalSave` value)."""
+        return self.link.final_checkpoint
+
+    @property
+    def stopped(self) -> bool:
+        """True once a tickwork stop stopped ``fit()``."""
+        return self.link.stopped
+
+    def _step(self) -> int:
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        chief = self._is_chief_arg
+        self._is_saver = _is_chief() if chief is None else chief
+        self.link.begin(is_saver=self._is_saver, checkpoint_dir=None)
+        self._uncaught.watch()
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        if self.link.stopped:
+            return
+        step = self._step() if self.link.wants_step else None
+        if not self.link.should_stop(step):
+            return
+        self.model.stop_training = True
+        checkpointing = self.model_checkpoint
+        if checkpointing is not None and checkpointing.save_freq == "epoch":
+            self.link.final_checkpoint = FinalSave.BY_TRAINER
+            return
+        self.link.final_save(lambda: self._save(batch, logs))
+
+    def _save(self, batch: int, logs: Any) -> bool:
+        step = self._step()
+        checkpointing = self.model_checkpoint
+        if checkpointing is not None:
+            path = os.fspath(checkpointing.filepath).format(
+                epoch=self._epoch + 1, batch=batch + 1, **dict(logs or {})
+            )
+            weights_only = bool(checkpointing.save_weights_only)
+        else:
+            assert self.link.checkpoint_dir is not None
+            name = self.final_checkpoint_name.format(step=step, epoch=self._epoch + 1)
+            path = os.path.join(self.link.checkpoint_dir, name)
+            weights_only = name.endswith(".weights.h5")
+        if os.path.exists(path):
+            logger.info("final checkpoint: %s is already saved", path)
+            return False
+        if weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
+        logger.info("final checkpoint saved: %s", path)
+        return True
+
+    def on_train_end(self, logs: Any = None) -> None:
+        self._uncaught.unwatch()
+        self.link.end(is_saver=self._is_saver, step=self._step())
+
+    def _fail(self, error: BaseException) -> None:
+        step = None
+        try:
+            step = self._step()
+        except Exception:  # the model may be unusable after the error; the step is optional
+            logger.debug("could not read the step for the done marker", exc_info=True)
+        self.link.end(is_saver=self._is_saver, step=step, error=error, raise_background=False)

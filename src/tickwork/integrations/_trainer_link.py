@@ -1,0 +1,425 @@
+"""What the Lightning, Hugging Face and Keras callbacks share, framework-free.
+
+A :class:`TrainerLink` is driven by a callback's hooks: :meth:`~TrainerLink.begin` when training
+starts, :meth:`~TrainerLink.should_stop` at each step boundary, :meth:`~TrainerLink.final_save`
+with the trainer's own saving code once a stop is seen, :meth:`~TrainerLink.end` when training
+has ended (also on the error path). It owns
+
+* the stop: a tickwork stop source (a Coordinator or anything with ``should_stop()``, an Event
+  or anything with ``is_set()``) and, while training runs, signal handlers installed with
+  :func:`tickwork.stop_on_signals` (the handlers already there, the trainer's own included, still
+  run); a distributed Coordinator's ``should_stop_at(step)`` is used when it has one, so that
+  every rank stops at the same step;
+* the final checkpoint's deadline: counted from the signal's arrival (or from when the stop was
+  first seen); a save is not started once it has passed, and one that overruns it is left to
+  finish in its own thread while training ends;
+* the periodic work (TimedThreads, a tuner): started at train begin, stopped at train end, their
+  errors raised then;
+* the done marker: written by the process that saves, after the last checkpoint, saying how
+  training ended (:func:`tickwork.mark_training_done`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from .._clock import MONOTONIC, Clock
+from .._done_marker import (
+    TrainingEnd,
+    TrainingStatus,
+    clear_done_marker,
+    mark_training_done,
+)
+from .._errors import group_or_single
+from .._naming import thread_name
+from .._signals import SignalStop, stop_on_signals
+from .._timed_thread import TimedThread
+from .._tuning._tuner import StepsPerExecutionTuner
+from .._validate import check_optional_nonnegative
+
+__all__ = ["FinalSave", "TrainerLink"]
+
+logger = logging.getLogger(__name__)
+
+# Seconds each periodic thread gets to finish its call in progress at train end.
+_BACKGROUND_JOIN = 10.0
+
+
+class FinalSave:
+    """What became of the final checkpoint (``TrainerLink.final_checkpoint``)."""
+
+    NOT_REQUESTED = "not requested"  # training was not stopped, or final_checkpoint=False
+    SAVED = "saved"
+    ALREADY_SAVED = "already saved"  # the trainer had saved this step itself
+    SKIPPED = "skipped: the deadline had passed"
+    TIMED_OUT = "timed out: still being written when the deadline passed"
+    FAILED = "failed"
+    NOT_SAVER = "not this process (it does not save)"
+    BY_TRAINER = "left to the trainer's own save at the end of the epoch"
+
+
+class _Flag:
+    """The stop target of the signal handlers: an event plus the time of the first request."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.event = threading.Event()
+        self.requested_at: float | None = None
+
+    def request_stop(self) -> None:
+        if self.requested_at is None:
+            self.requested_at = self._clock.now()
+        self.event.set()
+
+
+def _stop_reader(stop: object) -> Callable[[], bool] | None:
+    if stop is None:
+        return None
+    should_stop = getattr(stop, "should_stop", None)
+    if callable(should_stop):
+        return lambda: bool(should_stop())
+    is_set = getattr(stop, "is_set", None)
+    if callable(is_set):
+        return lambda: bool(is_set())
+    raise TypeError(
+        "'stop' must be None, a Coordinator (anything with should_stop()) or an Event "
+        f"(anything with is_set()); got {stop!r}"
+    )
+
+
+def _check_background(background: Iterable[object], *, allow_tuner: bool) -> tuple[Any, ...]:
+    items = tuple(background)
+    for item in items:
+        if isinstance(item, StepsPerExecutionTuner) and not allow_tuner:
+            raise TypeError(
+                "'background' must not hold a StepsPerExecutionTuner here: Keras 3 cannot change "
+                "steps_per_execution during fit() (see tickwork.integrations.keras); choose it "
+                "before fit() with probe_steps_per_execution, or between fit() calls with "
+                f"set_steps_per_execution; got {item!r}"
+            )
+        if not (callable(getattr(item, "start", None)) and callable(getattr(item, "stop", None))):
+            raise TypeError(
+                "'background' must hold TimedThreads, StepsPerExecutionTuners or other objects "
+                f"with start() and stop(); got {item!r}"
+            )
+    return items
+
+
+class TrainerLink:
+    """The state one trainer callback keeps (see the module docs). Not thread-safe: its methods
+    are called from the trainer's thread; only the stop sources are set from elsewhere."""
+
+    def __init__(
+        self,
+        *,
+        done_marker: str | None,
+        checkpoint_dir: str | os.PathLike[str] | None,
+        storage_options: Mapping[str, Any] | None,
+        stop: object,
+        signals: Iterable[int | signal.Signals] | None,
+        final_checkpoint: bool,
+        save_deadline: float | None,
+        background: Iterable[object],
+        clear_stale_marker: bool,
+        allow_tuner: bool = True,
+        clock: Clock | None = None,
+    ) -> None:
+        if done_marker is not None:
+            from .._checkpoints._sidecar_policy import check_done_marker
+
+            check_done_marker(done_marker)
+        if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, os.PathLike)):
+            raise TypeError(
+                f"'checkpoint_dir' must be a path, a URL or None; got {checkpoint_dir!r}"
+            )
+        if not isinstance(final_checkpoint, bool):
+            raise TypeError(f"'final_checkpoint' must be a bool; got {final_checkpoint!r}")
+        if not isinstance(clear_stale_marker, bool):
+            raise TypeError(f"'clear_stale_marker' must be a bool; got {clear_stale_marker!r}")
+        self.done_marker = done_marker
+        self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
+        self.storage_options = storage_options
+        self._user_stop = _stop_reader(stop)
+        self._stop_at = getattr(stop, "should_stop_at", None)
+        self._stop_target = stop if callable(getattr(stop, "request_stop", None)) else None
+        self.signals = tuple(signals or ())
+        if self.signals:
+            SignalStop(threading.Event(), self.signals)  # checks the signal numbers now
+        self.final_checkpoint_wanted = final_checkpoint
+        self.save_deadline = check_optional_nonnegative("save_deadline", save_deadline)
+        self.background = _check_background(background, allow_tuner=allow_tuner)
+        self.clear_stale_marker = clear_stale_marker
+        self._clock = clock or MONOTONIC
+        self._flag = _Flag(self._clock)
+        self._signal_stop: SignalStop | None = None
+        self._signals_seen: tuple[signal.Signals, ...] = ()
+        self._started: list[Any] = []
+        self._seen_at: float | None = None
+        self.stopped = False
+        self.final_checkpoint = FinalSave.NOT_REQUESTED
+        self.final_save_thread: threading.Thread | None = None
+        self.training_end: TrainingEnd | None = None
+        self._ended = False
+
+    # -- train begin ------------------------------------------------------------------------------
+
+    def begin(self, *, is_saver: bool, checkpoint_dir: str | None) -> None:
+        """Training starts: remove a stale marker (the saver), install the signal handlers
+        (main thread only), start the periodic work."""
+        self._ended = False
+        self.stopped = False
+        self._seen_at = None
+        self.final_checkpoint = FinalSave.NOT_REQUESTED
+        self.training_end = None
+        self._flag = _Flag(self._clock)
+        self._signals_seen = ()
+        if self.checkpoint_dir is None:
+            self.checkpoint_dir = checkpoint_dir
+        marker_dir = self.checkpoint_dir
+        if is_saver and self.done_marker is not None and self.clear_stale_marker and marker_dir:
+            clear_done_marker(marker_dir, self.done_marker, storage_options=self.storage_options)
+        if self.signals:
+            if threading.current_thread() is threading.main_thread():
+                target = self._stop_target if self._stop_target is not None else self._flag
+                handler = stop_on_signals(_Both(target, self._flag), self.signals)
+                handler.__enter__()
+                self._signal_stop = handler
+            else:
+                logger.warning(
+                    "training runs outside the main thread: no handler for %s is installed "
+                    "(Python lets only the main thread set one)",
+                    ", ".join(signal.Signals(s).name for s in self.signals),
+                )
+        try:
+            for item in self.background:
+                item.start()
+                self._started.append(item)
+        except BaseException:
+            self._stop_background()
+            self.restore_signals()
+            raise
+
+    # -- each step --------------------------------------------------------------------------------
+
+    def should_stop(self, step: int | None = None) -> bool:
+        """Whether training should stop now (at this step boundary)."""
+        if self.stopped:
+            return True
+        if self._stop_at is not None and step is not None:
+            requested = bool(self._stop_at(step))
+        else:
+            requested = self._flag.event.is_set() or (
+                self._user_stop is not None and self._user_stop()
+            )
+        if requested:
+            self.stopped = True
+            self._seen_at = self._clock.now()
+            logger.info("tickwork stop seen at step %s: stopping the trainer", step)
+        return requested
+
+    @property
+    def wants_step(self) -> bool:
+        """Whether :meth:`should_stop` needs the step (a distributed ``should_stop_at``)."""
+        return self._stop_at is not None
+
+    def received_signals(self) -> tuple[signal.Signals, ...]:
+        """The signals caught while training ran."""
+        handler = self._signal_stop
+        return self._signals_seen if handler is None else handler.received
+
+    # -- the final checkpoint ---------------------------------------------------------------------
+
+    def remaining(self) -> float | None:
+        """Seconds left before the save deadline (None: no deadline)."""
+        if self.save_deadline is None:
+            return None
+        start = self._flag.requested_at if self._flag.requested_at is not None else self._seen_at
+        if start is None:
+            start = self._clock.now()
+        return start + self.save_deadline - self._clock.now()
+
+    def final_save(self, save: Callable[[], object]) -> str:
+        """Run ``save`` (the trainer's own saving code) once, within the deadline. ``save``
+        returns False when the trainer had already saved this step (nothing new written)."""
+        if not self.final_checkpoint_wanted or not self.stopped:
+            return self.final_checkpoint
+        if self.final_checkpoint is not FinalSave.NOT_REQUESTED:
+            return self.final_checkpoint  # once
+        remaining = self.remaining()
+        if remaining is not None and remaining <= 0:
+            logger.warning(
+                "final checkpoint not saved: the %g s deadline had passed when the stop was seen",
+                self.save_deadline,
+            )
+            self.final_checkpoint = FinalSave.SKIPPED
+            return self.final_checkpoint
+        if remaining is None:
+            try:
+                result = save()
+            except Exception:
+                logger.exception("the final checkpoint failed")
+                self.final_checkpoint = FinalSave.FAILED
+                raise
+            self.final_checkpoint = FinalSave.ALREADY_SAVED if result is False else FinalSave.SAVED
+            return self.final_checkpoint
+        return self._save_in_thread(save, remaining)
+
+    def _save_in_thread(self, save: Callable[[], object], remaining: float) -> str:
+        outcome: list[object] = []
+
+        def run() -> None:
+            try:
+                outcome.append(save())
+            except BaseException as exc:
+                logger.exception("the final checkpoint failed")
+                outcome.append(exc)
+
+        # Not a daemon: a save that overruns the deadline still finishes if the process lives.
+        thread = threading.Thread(target=run, name=thread_name("final checkpoint"), daemon=False)
+        self.final_save_thread = thread
+        thread.start()
+        thread.join(remaining)
+        if thread.is_alive():
+            logger.error(
+                "the final checkpoint was still being written when the %g s deadline passed; "
+                "training ends without waiting for it",
+                self.save_deadline,
+            )
+            self.final_checkpoint = FinalSave.TIMED_OUT
+        elif outcome and isinstance(outcome[0], BaseException):
+            self.final_checkpoint = FinalSave.FAILED
+            raise outcome[0]
+        else:
+            result = outcome[0] if outcome else None
+            self.final_checkpoint = FinalSave.ALREADY_SAVED if result is False else FinalSave.SAVED
+        return self.final_checkpoint
+
+    # -- train end --------------------------------------------------------------------------------
+
+    def end(
+        self,
+        *,
+        is_saver: bool,
+        step: int | None,
+        error: BaseException | None = None,
+        checkpoint_dir: str | None = None,
+        raise_background: bool = True,
+    ) -> TrainingEnd | None:
+        """Training has ended: restore the signal handlers, stop the periodic work, write the
+        marker (the saver only). Raises the periodic work's errors when training itself did not
+        fail (``raise_background``); with a training error they are logged."""
+        if self._ended:
+            return self.training_end
+        self._ended = True
+        self.restore_signals()
+        background_error = self._stop_background()
+        if error is None and background_error is not None:
+            error = background_error
+        elif background_error is not None:
+            logger.error(
+                "the periodic work failed too (training's own error is the one raised)",
+                exc_info=background_error,
+            )
+        if self.checkpoint_dir is None:
+            self.checkpoint_dir = checkpoint_dir
+        if not is_saver and self.final_checkpoint is not FinalSave.NOT_REQUESTED:
+            self.final_checkpoint = FinalSave.NOT_SAVER
+        if is_saver and self.done_marker is not None:
+            self._write_marker(step, error)
+        if raise_background and background_error is not None:
+            raise background_error
+        return self.training_end
+
+    def status_for(self, error: BaseException | None) -> TrainingStatus:
+        """completed; stopped (a tickwork stop, or an interruption: KeyboardInterrupt,
+        SystemExit); failed (an Exception)."""
+        if error is not None and isinstance(error, Exception):
+            return TrainingStatus.FAILED
+        if error is not None or self.stopped or self.received_signals():
+            return TrainingStatus.STOPPED
+        return TrainingStatus.COMPLETED
+
+    def _write_marker(self, step: int | None, error: BaseException | None) -> None:
+        directory = self.checkpoint_dir
+        if directory is None:
+            logger.error(
+                "no done marker written: the trainer has no checkpoint directory and none was "
+                "given (checkpoint_dir=)"
+            )
+            return
+        details: dict[str, Any] = {"final_checkpoint": self.final_checkpoint}
+        received = self.received_signals()
+        if received:
+            details["signals"] = [s.name for s in received]
+        assert self.done_marker is not None
+        try:
+            self.training_end = mark_training_done(
+                directory,
+                self.status_for(error),
+                error=error,
+                step=step,
+                name=self.done_marker,
+                details=details,
+                storage_options=self.storage_options,
+            )
+        except Exception:
+            if error is None:
+                raise
+            # Training already failed: its error is what the trainer raises; this one is logged.
+            logger.exception("the done marker could not be written after training failed")
+
+    def restore_signals(self) -> None:
+        """Put back the signal handlers that were there when training began."""
+        handler = self._signal_stop
+        if handler is not None:
+            self._signals_seen = handler.received  # still answered once the handlers are gone
+            self._signal_stop = None
+            handler.__exit__(None, None, None)
+
+    def stop_background(self) -> None:
+        """Stop the periodic work; raise what it raised."""
+        error = self._stop_background()
+        if error is not None:
+            raise error
+
+    def _stop_background(self) -> BaseException | None:
+        errors: list[BaseException] = []
+        started, self._started = self._started, []
+        for item in started:
+            try:
+                if isinstance(item, TimedThread):
+                    finished = item.stop(wait=True, timeout=_BACKGROUND_JOIN)
+                elif isinstance(item, StepsPerExecutionTuner):
+                    finished = item.stop(timeout=_BACKGROUND_JOIN)
+                else:
+                    finished = item.stop()
+                if finished is False:
+                    logger.warning("%r was still running %g s after stop()", item, _BACKGROUND_JOIN)
+                raise_errors = getattr(item, "raise_errors", None)
+                if callable(raise_errors):
+                    raise_errors()
+            except BaseException as exc:
+                errors.append(exc)
+        return group_or_single(f"the periodic work raised {len(errors)} exceptions", errors)
+
+
+class _Both:
+    """A signal's stop request for both the user's Coordinator (when there is one) and the
+    link's own flag (which records when it came)."""
+
+    def __init__(self, target: Any, flag: _Flag) -> None:
+        self._target = target
+        self._flag = flag
+
+    def request_stop(self) -> None:
+        self._flag.request_stop()
+        if self._target is not self._flag:
+            self._target.request_stop()
+
+    def __repr__(self) -> str:
+        return repr(self._target) if self._target is not self._flag else "the trainer"

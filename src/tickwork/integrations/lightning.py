@@ -1,0 +1,191 @@
+"""PyTorch Lightning: one callback that tells the evaluator training ended, turns a tickwork stop
+into the Trainer's own stop, and runs periodic work over the fit.
+
+``trainer = Trainer(callbacks=[ModelCheckpoint(dirpath=run_dir), TickworkCallback()])`` and then
+``tickwork follow run_dir --done-marker DONE -- python eval.py {checkpoint}`` on another machine.
+
+What :class:`TickworkCallback` does, hook by hook (Lightning 2.6):
+
+* ``on_train_start`` (after Lightning has installed its own SIGTERM handler): on global rank 0,
+  removes a done marker left by an earlier run; installs a handler for ``signals`` that requests a
+  tickwork stop and then calls the handler that was there, Lightning's, which still logs, kills
+  its launcher's children, sets ``trainer.received_sigterm`` and (Lightning's own behaviour) ends
+  ``fit()`` with ``SIGTERMException`` at its next check; starts the ``background`` work.
+* ``on_train_batch_end``: once a stop is seen (a signal, ``stop``'s ``should_stop()``, or a
+  distributed Coordinator's ``should_stop_at(step)``, which every rank answers alike), sets
+  ``trainer.should_stop`` (Lightning ends the epoch there, still honouring ``min_epochs`` and
+  ``min_steps``) and saves a final checkpoint with ``trainer.save_checkpoint`` into the
+  ModelCheckpoint's directory under its file name template, on every rank (the save is
+  collective), within ``save_deadline``: before the ``SIGTERMException`` Lightning 2.6 raises
+  right after a batch once it got SIGTERM. The ModelCheckpoints are told the step is saved
+  (``_last_global_step_saved``, what they read to not save a step twice), so they do not save
+  it again; an existing file of that name is not overwritten.
+* ``on_train_end``: restores the signal handlers (before Lightning restores its own) and stops
+  the background work, raising its errors.
+* ``on_fit_end`` (after Lightning's teardown, so asynchronous checkpoint writes are done): writes
+  the done marker on global rank 0, into the ModelCheckpoint's directory unless
+  ``checkpoint_dir`` is given. ``on_exception``: the same on the error path, the marker saying
+  ``failed`` (an Exception) or ``stopped`` (``SIGTERMException``, ``KeyboardInterrupt``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+try:
+    import lightning.pytorch as pl
+except ImportError:  # the standalone pytorch_lightning package
+    import pytorch_lightning as pl  # type: ignore[no-redef]
+
+from .._done_marker import DEFAULT_DONE_MARKER, TrainingEnd
+from .._public import publish as _publish
+from ._trainer_link import TrainerLink
+
+__all__ = ["TickworkCallback"]
+
+logger = logging.getLogger(__name__)
+
+
+class TickworkCallback(pl.Callback):  # type: ignore[misc,unused-ignore]
+    """Tell the evaluator when training ended, stop on a tickwork stop, run periodic work.
+
+    Args:
+        done_marker: the marker's file name (``tickwork follow --done-marker`` / the
+            evaluator's ``done_marker=``); None writes none.
+        checkpoint_dir: where the marker goes (a path or an fsspec URL); default: the
+            ModelCheckpoint's ``dirpath``.
+        storage_options: fsspec options for a remote ``checkpoint_dir``.
+        stop: a tickwork Coordinator (anything with ``should_stop()``; a distributed one's
+            ``should_stop_at(step)`` is used when it has it) or an Event; setting it stops the
+            trainer at the next step boundary. Signals request a stop on it too when it has
+            ``request_stop()``.
+        signals: signals that stop training (default SIGTERM); ``()`` installs no handler.
+        final_checkpoint: save a checkpoint when training is stopped.
+        save_deadline: seconds from the stop request (the signal's arrival) within which the
+            final checkpoint must be written: it is not started once they have passed, and one
+            still being written then is left to finish in its own thread.
+        background: TimedThreads, StepsPerExecutionTuners or anything with ``start()`` and
+            ``stop()``: started at train start, stopped at train end, their errors raised then.
+        clear_stale_marker: remove a marker left by an earlier run when training starts.
+    """
+
+    def __init__(
+        self,
+        *,
+        done_marker: str | None = DEFAULT_DONE_MARKER,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        stop: object = None,
+        signals: Iterable[int | signal.Signals] | None = (signal.SIGTERM,),
+        final_checkpoint: bool = True,
+        save_deadline: float | None = None,
+        background: Iterable[object] = (),
+        clear_stale_marker: bool = True,
+    ) -> None:
+        super().__init__()
+        self.link = TrainerLink(
+            done_marker=done_marker,
+            checkpoint_dir=checkpoint_dir,
+            storage_options=storage_options,
+            stop=stop,
+            signals=signals,
+            final_checkpoint=final_checkpoint,
+            save_deadline=save_deadline,
+            background=background,
+            clear_stale_marker=clear_stale_marker,
+        )
+
+    # -- what happened ----------------------------------------------------------------------------
+
+    @property
+    def training_end(self) -> TrainingEnd | None:
+        """What the done marker said (None before it is written, and on other ranks)."""
+        return self.link.training_end
+
+    @property
+    def final_checkpoint(self) -> str:
+        """What became of the final checkpoint (a :class:`FinalSave` value)."""
+        return self.link.final_checkpoint
+
+    @property
+    def stopped(self) -> bool:
+        """True once a tickwork stop stopped the trainer."""
+        return self.link.stopped
+
+    # -- hooks ------------------------------------------------------------------------------------
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self.link.begin(is_saver=bool(trainer.is_global_zero), checkpoint_dir=_dirpath(trainer))
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not self.link.stopped and self.link.should_stop(int(trainer.global_step)):
+            trainer.should_stop = True
+            # Here, before Lightning 2.6 raises SIGTERMException right after this batch's hooks.
+            # Checkpoint callbacks run after every other callback in a hook: the save is marked
+            # as done for them, so that they do not save this step again.
+            self.link.final_save(lambda: _save_final(trainer, self.link.checkpoint_dir))
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self.link.restore_signals()
+        self.link.stop_background()
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        self.link.end(
+            is_saver=bool(trainer.is_global_zero),
+            step=int(trainer.global_step),
+            checkpoint_dir=_dirpath(trainer),
+        )
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self.link.end(
+            is_saver=bool(trainer.is_global_zero),
+            step=int(trainer.global_step),
+            error=exception,
+            checkpoint_dir=_dirpath(trainer),
+            raise_background=False,
+        )
+
+
+def _dirpath(trainer: Any) -> str | None:
+    callback = trainer.checkpoint_callback
+    dirpath = getattr(callback, "dirpath", None)
+    return None if dirpath is None else os.fspath(dirpath)
+
+
+def _save_final(trainer: Any, checkpoint_dir: str | None) -> bool:
+    """Save through the Trainer; False when the ModelCheckpoint already wrote this step's file.
+    Every rank calls it (``save_checkpoint`` is collective); rank 0's answer to "is it there?"
+    is broadcast, so that no rank skips the save's barrier alone."""
+    import fsspec  # a Lightning dependency
+    import torch
+
+    callback = trainer.checkpoint_callback
+    metrics = dict(trainer.callback_metrics)
+    metrics["epoch"] = torch.tensor(trainer.current_epoch)
+    metrics["step"] = torch.tensor(trainer.global_step)
+    if callback is not None and getattr(callback, "dirpath", None) is not None:
+        path = str(callback.format_checkpoint_name(metrics))
+    else:
+        directory = checkpoint_dir or os.path.join(trainer.default_root_dir, "checkpoints")
+        name = f"epoch={trainer.current_epoch}-step={trainer.global_step}.ckpt"
+        path = f"{directory.rstrip('/')}/{name}"
+    fs, inner = fsspec.core.url_to_fs(path)
+    if trainer.strategy.broadcast(bool(fs.exists(inner))):
+        logger.info("final checkpoint: %s is already saved", path)
+        return False
+    trainer.save_checkpoint(path)
+    logger.info("final checkpoint saved: %s", path)
+    for checkpointing in trainer.checkpoint_callbacks:
+        if hasattr(checkpointing, "_last_global_step_saved"):
+            # What a ModelCheckpoint reads to not save a step twice (later in this hook, say).
+            checkpointing._last_global_step_saved = trainer.global_step  # noqa: SLF001 - Lightning's
+    return True
+
+
+_publish(globals())

@@ -1,0 +1,175 @@
+"""Hugging Face ``Trainer``: one callback that tells the evaluator training ended, turns a tickwork
+stop into the Trainer's own stop, and runs periodic work over ``train()``.
+
+``Trainer(..., callbacks=[TickworkCallback()])`` and then ``tickwork follow OUTPUT_DIR
+--done-marker DONE -- python eval.py {checkpoint}`` (each ``checkpoint-<step>`` directory is
+complete once its ``trainer_state.json`` is there, which the Trainer writes after the weights).
+
+What :class:`TickworkCallback` does, hook by hook (transformers 5.24):
+
+* ``on_train_begin``: on the process that saves (``args.should_save``), removes a done marker
+  left by an earlier run; installs a handler for ``signals`` that requests a tickwork stop (the
+  handlers already there still run; the Trainer installs none); starts the ``background`` work;
+  and, for the error path (the Trainer has no hook for it), chains ``sys.excepthook`` so that an
+  exception leaving ``train()`` uncaught writes the marker ``failed`` with it, plus an ``atexit``
+  fallback for a process that exits with training unfinished (an exception its caller caught).
+* ``on_step_end``: once a stop is seen (a signal, ``stop``'s ``should_stop()``, a distributed
+  Coordinator's ``should_stop_at(step)``), sets ``control.should_training_stop`` and, for the
+  final checkpoint, ``control.should_save``: the Trainer saves ``checkpoint-<step>`` with its own
+  code (weights, optimizer, scheduler, RNG, ``trainer_state.json``, rotation by
+  ``save_total_limit``), right after this hook. That save runs in the Trainer's thread, so
+  ``save_deadline`` cannot cut it short: it is not requested once the deadline has passed, and
+  ``on_save`` records whether it finished in time.
+* ``on_train_end`` (after the last save and the Trainer's own clean-up of checkpoints): stops the
+  background work (raising its errors), restores the signal handlers and the excepthook, and
+  writes the done marker into ``args.output_dir`` (unless ``checkpoint_dir`` is given).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import transformers
+
+from .._done_marker import DEFAULT_DONE_MARKER, TrainingEnd
+from .._public import publish as _publish
+from ._trainer_link import FinalSave, TrainerLink
+from ._uncaught import UncaughtWatch
+
+__all__ = ["TickworkCallback"]
+
+logger = logging.getLogger(__name__)
+
+
+class TickworkCallback(transformers.TrainerCallback):  # type: ignore[misc,unused-ignore]
+    """Tell the evaluator when training ended, stop on a tickwork stop, run periodic work.
+
+    Args:
+        done_marker: the marker's file name (``tickwork follow --done-marker`` / the
+            evaluator's ``done_marker=``); None writes none.
+        checkpoint_dir: where the marker goes (a path or an fsspec URL); default:
+            ``args.output_dir``, where the Trainer saves its checkpoints.
+        storage_options: fsspec options for a remote ``checkpoint_dir``.
+        stop: a tickwork Coordinator (anything with ``should_stop()``; a distributed one's
+            ``should_stop_at(step)`` is used when it has it) or an Event; setting it stops
+            training at the next step boundary. Signals request a stop on it too when it has
+            ``request_stop()``.
+        signals: signals that stop training (default SIGTERM); ``()`` installs no handler.
+        final_checkpoint: have the Trainer save a checkpoint when training is stopped.
+        save_deadline: seconds from the stop request (the signal's arrival) for the final
+            checkpoint: not requested once they have passed; an overrun is recorded.
+        background: TimedThreads, StepsPerExecutionTuners or anything with ``start()`` and
+            ``stop()``: started at train begin, stopped at train end, their errors raised then.
+        clear_stale_marker: remove a marker left by an earlier run when training begins.
+    """
+
+    def __init__(
+        self,
+        *,
+        done_marker: str | None = DEFAULT_DONE_MARKER,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        stop: object = None,
+        signals: Iterable[int | signal.Signals] | None = (signal.SIGTERM,),
+        final_checkpoint: bool = True,
+        save_deadline: float | None = None,
+        background: Iterable[object] = (),
+        clear_stale_marker: bool = True,
+    ) -> None:
+        super().__init__()
+        self.link = TrainerLink(
+            done_marker=done_marker,
+            checkpoint_dir=checkpoint_dir,
+            storage_options=storage_options,
+            stop=stop,
+            signals=signals,
+            final_checkpoint=final_checkpoint,
+            save_deadline=save_deadline,
+            background=background,
+            clear_stale_marker=clear_stale_marker,
+        )
+        self._is_saver = False
+        self._step = 0
+        self._save_requested = False
+        self._uncaught = UncaughtWatch(self._fail)
+
+    # -- what happened ----------------------------------------------------------------------------
+
+    @property
+    def training_end(self) -> TrainingEnd | None:
+        """What the done marker said (None before it is written, and on other processes)."""
+        return self.link.training_end
+
+    @property
+    def final_checkpoint(self) -> str:
+        """What became of the final checkpoint (a :class:`FinalSave` value)."""
+        return self.link.final_checkpoint
+
+    @property
+    def stopped(self) -> bool:
+        """True once a tickwork stop stopped the Trainer."""
+        return self.link.stopped
+
+    # -- hooks ------------------------------------------------------------------------------------
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._is_saver = bool(args.should_save)
+        self._step = int(state.global_step)
+        self._save_requested = False
+        self.link.begin(is_saver=self._is_saver, checkpoint_dir=os.fspath(args.output_dir))
+        self._uncaught.watch()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._step = int(state.global_step)
+        if self.link.stopped or not self.link.should_stop(self._step):
+            return
+        control.should_training_stop = True
+        if not self.link.final_checkpoint_wanted:
+            return
+        remaining = self.link.remaining()
+        if remaining is not None and remaining <= 0:
+            logger.warning(
+                "final checkpoint not requested: the %g s deadline had passed when the stop was "
+                "seen",
+                self.link.save_deadline,
+            )
+            self.link.final_checkpoint = FinalSave.SKIPPED
+            return
+        if control.should_save:
+            logger.info(
+                "the Trainer saves step %d anyway: that is the final checkpoint", self._step
+            )
+        control.should_save = True  # the Trainer saves checkpoint-<step> right after this hook
+        self._save_requested = True
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not self._save_requested:
+            return
+        self._save_requested = False
+        remaining = self.link.remaining()
+        if remaining is not None and remaining < 0:
+            logger.error(
+                "the final checkpoint took past the %g s deadline", self.link.save_deadline
+            )
+            self.link.final_checkpoint = FinalSave.TIMED_OUT
+        else:
+            self.link.final_checkpoint = FinalSave.SAVED
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._uncaught.unwatch()
+        self.link.end(
+            is_saver=self._is_saver,
+            step=int(state.global_step),
+            checkpoint_dir=os.fspath(args.output_dir),
+        )
+
+    def _fail(self, error: BaseException) -> None:
+        """The error path (an uncaught exception, or an exit with training unfinished)."""
+        self.link.end(is_saver=self._is_saver, step=self._step, error=error, raise_background=False)
+
+
+_publish(globals())
