@@ -75,12 +75,14 @@ class LogThrottle:
     """Logs the failures of one repeating callback without flooding the log (see :func:`log_kind`).
 
     Every failure is still counted and kept by the caller's :class:`ErrorLog`; this only decides
-    what reaches the logger. :meth:`flush` logs a last summary of quiet failures (at thread end).
+    what reaches the logger, at ``level``. :meth:`flush` logs a last summary of quiet failures
+    (at thread end).
     """
 
-    def __init__(self, logger: logging.Logger, what: str) -> None:
+    def __init__(self, logger: logging.Logger, what: str, *, level: int = logging.ERROR) -> None:
         self._logger = logger
         self._what = what
+        self._level = level
         self._lock = threading.Lock()
         self._last_line: float | None = None
         self._quiet = 0
@@ -104,7 +106,8 @@ class LogThrottle:
                 if count == FULL_LOGS
                 else ""
             )
-            self._logger.error(
+            self._logger.log(
+                self._level,
                 "%r: %s raised %s (error %d); %s%s",
                 owner,
                 self._what,
@@ -117,18 +120,19 @@ class LogThrottle:
         else:
             self._summary(owner, count, quiet, exc, then)
 
-    def flush(self, owner: object) -> None:
+    def flush(self, owner: object, then: str = "the thread has ended") -> None:
         """Log a summary of the failures not logged yet, if any."""
         with self._lock:
             quiet, self._quiet = self._quiet, 0
             count, last = self._count, self._last
         if quiet and last is not None:
-            self._summary(owner, count, quiet, last, "the thread has ended")
+            self._summary(owner, count, quiet, last, then)
 
     def _summary(
         self, owner: object, count: int, quiet: int, last: BaseException, then: str
     ) -> None:
-        self._logger.error(
+        self._logger.log(
+            self._level,
             "%r: %s has failed %d times (%d not logged one by one); last: %s: %s; %s",
             owner,
             self._what,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import pickle
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +17,7 @@ from ckpt_helpers import MemoryStorage, safetensors_bytes, tf_state, write_tf, z
 
 from tickwork import Checkpoint, CheckpointFollower, CheckpointPattern, Coordinator
 from tickwork._checkpoints._api import CheckpointIterator
+from tickwork._errors import DEFAULT_KEEP, FULL_LOGS
 from tickwork.testing import FakeClock
 
 REAL_WAIT = 10.0  # seconds a test waits, in real time, for a thread it started
@@ -503,7 +506,7 @@ class TestValidation:
     @pytest.mark.parametrize(
         ("options", "error", "message"),
         [
-            ({"poll_interval": 0}, ValueError, "'poll_interval' must be a finite number > 0"),
+            ({"poll_interval": -1}, ValueError, "'poll_interval' must be a finite number >= 0"),
             ({"poll_interval": math.nan}, ValueError, "'poll_interval'"),
             ({"settle_secs": -1}, ValueError, "'settle_secs' must be a finite number >= 0"),
             ({"max_poll_interval": 0.5}, ValueError, "'max_poll_interval' must be >= poll"),
@@ -562,3 +565,85 @@ class TestCheckpointType:
         )
         assert repr(found) == "Checkpoint('/r/ckpt-5', step=5, layout='tensorflow')"
         assert type(found.path) is str
+
+
+class FailingListing(MemoryStorage):
+    """A directory whose listing fails every time (an unreachable mount, a revoked bucket)."""
+
+    def listdir(self) -> dict[str, Any]:
+        self.calls["listdir"] += 1
+        raise OSError(5, "Input/output error")
+
+
+class TestRepeatedErrors:
+    def test_a_listing_failing_at_every_poll_is_summarised_and_counted(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The first FULL_LOGS failures are logged with their traceback, later ones as one
+        summary line at each power of ten or once a minute (of the follower's clock), and one
+        more when the follower is closed; every failure is still counted, the first 64 kept."""
+        storage, clock = FailingListing(), FakeClock()
+        looks = 300  # one a second of fake time: 5 minutes
+        caplog.set_level(logging.WARNING, logger="tickwork._checkpoints._watching")
+        with follower(storage, clock, poll_interval=1.0) as f:
+            for _ in range(looks):
+                assert f.next_checkpoint(timeout=0) is None
+                clock.advance(1.0)
+            stats = f.statistics()
+            assert storage.calls["listdir"] == looks
+            assert stats.errors == looks
+            assert len(f.errors) == DEFAULT_KEEP
+            assert all(isinstance(e, OSError) for e in f.errors)
+        lines = [r for r in caplog.records if r.name == "tickwork._checkpoints._watching"]
+        full = [r for r in lines if r.exc_info is not None]
+        summaries = [r.getMessage() for r in lines if r.exc_info is None]
+        assert len(full) == FULL_LOGS
+        assert "the directory listing raised OSError (error 1); will retry" in full[0].getMessage()
+        # At 10 and 100 (powers of ten), 60 s after the last line, and the last one at close.
+        counts = [int(n) for m in summaries for n in re.findall(r"has failed (\d+) times", m)]
+        assert counts == [10, 70, 100, 160, 220, 280, looks]
+        assert "Input/output error" in summaries[0]
+        assert f"has failed {looks} times" in summaries[-1]
+        assert summaries[-1].endswith("no longer followed")
+
+    def test_a_checkpoint_failing_to_be_read_at_every_look_is_summarised(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A checkpoint whose files cannot be read (permission denied) is looked at again at
+        every poll: logged in full FULL_LOGS times, then summarised; counted each time, pending,
+        and handed out once it can be read."""
+        storage, clock = UnreadableFiles(), FakeClock()
+        torch_files(storage, 3)
+        looks = 120
+        caplog.set_level(logging.WARNING, logger="tickwork._checkpoints._completeness")
+        with follower(storage, clock, poll_interval=1.0) as f:
+            for _ in range(looks):
+                assert f.next_checkpoint(timeout=0) is None
+                clock.advance(1.0)
+            assert f.statistics().errors == storage.calls["read_at"] == looks  # one per poll
+            assert f.pending == 1
+            storage.readable = True
+            found = f.next_checkpoint(timeout=0)
+            assert found is not None
+            assert found.step == 3
+        lines = [r for r in caplog.records if r.name == "tickwork._checkpoints._completeness"]
+        assert len([r for r in lines if r.exc_info is not None]) == FULL_LOGS
+        assert "/mem/run/model_step_3.pt': examining a checkpoint raised PermissionError" in (
+            lines[0].getMessage()
+        )
+        summaries = [r.getMessage() for r in lines if r.exc_info is None]
+        counts = [int(n) for m in summaries for n in re.findall(r"has failed (\d+) times", m)]
+        assert counts == [10, 70, 100, looks]  # powers of ten, 60 s after a line, at close
+        assert summaries[-1].endswith("no longer followed")
+
+
+class UnreadableFiles(MemoryStorage):
+    """Files that cannot be read until ``readable`` is set."""
+
+    readable = False
+
+    def read_at(self, relpath: str, offset: int, size: int) -> bytes:
+        if not self.readable:
+            self.calls["read_at"] += 1
+            raise PermissionError(13, "Permission denied", relpath)
+        return super().read_at(relpath, offset, size)

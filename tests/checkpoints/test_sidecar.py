@@ -561,7 +561,7 @@ class TestArguments:
             ({"on_result": "print"}, TypeError, "'on_result' must be callable or None"),
             ({"stall_timeout": -5}, ValueError, "'stall_timeout' must be None or a finite"),
             ({"max_attempts": 0}, ValueError, "'max_attempts' must be an int >= 1; got 0"),
-            ({"poll_interval": 0}, ValueError, "'poll_interval' must be a finite number > 0"),
+            ({"poll_interval": -1}, ValueError, "'poll_interval' must be a finite number >= 0"),
             ({"name": ""}, TypeError, "'name' must be a non-empty str or None"),
             ({"stop": 5}, TypeError, "'stop' must be a threading.Event"),
         ],

@@ -140,8 +140,7 @@ class TestEndAfterCheckpoint:
     @pytest.mark.parametrize(
         ("options", "message"),
         [
-            ({"timeout": -1}, "'timeout' must be None or a finite number >= 0; got -1"),
-            ({"timeout": math.nan}, "'timeout' must be None or a finite number >= 0; got nan"),
+            ({"timeout": math.nan}, "'timeout' must be a number \\(not NaN; a negative one"),
             ({"stall_timeout": 0}, "'stall_timeout' must be None or a finite number > 0; got 0"),
             ({"stall_timeout": math.inf}, "'stall_timeout' must be None or a finite number"),
             ({"max_evaluations": 0}, "'max_evaluations' must be an int >= 1; got 0"),
@@ -155,6 +154,19 @@ class TestEndAfterCheckpoint:
         """Each bad limit raises an error naming the argument, the rule and the value."""
         with pytest.raises((ValueError, TypeError), match=message):
             EndRules(**options)  # type: ignore[arg-type]
+
+    def test_timeout_reads_as_tensorflows(self) -> None:
+        """As checkpoints_iterator's timeout in TensorFlow: a negative one is no wait (the first
+        idle moment is a timeout), an infinite one no limit at all."""
+        negative = EndRules(timeout=-3)
+        assert negative.timeout == 0
+        assert when_idle(negative, idle(now=100.0), drain_grace=3.0) == (
+            IdleAction.ASK_TIMEOUT_FN,
+            EndReason.TIMEOUT,
+        )
+        endless = EndRules(timeout=math.inf)
+        assert endless.timeout is None
+        assert when_idle(endless, idle(now=10.0**12), drain_grace=3.0) == (IdleAction.WAIT, None)
 
 
 class TestWhenIdle:

@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._clock import Clock, check_clock
-from .._validate import check_nonnegative, check_optional_nonnegative, check_positive
+from .._validate import check_lenient_seconds, check_lenient_timeout, check_nonnegative
 from ._checkpoint import Checkpoint, FollowerStats
 from ._follower import CheckpointFollower, StopArgument
 from ._layouts import CheckpointPattern, Layout
@@ -155,9 +155,11 @@ def checkpoints_iterator(
         checkpoint_dir: the directory (or fsspec URL) in which checkpoints are saved. A missing
             directory is waited for.
         min_interval_secs: the minimum number of seconds between yielding checkpoints (counted
-            from one yield to the next, the consumer's time included).
-        timeout: the maximum number of seconds to wait between checkpoints (None: forever),
-            kept to within a few milliseconds.
+            from one yield to the next, the consumer's time included). 0 or negative: no wait
+            (as in TensorFlow); infinite: the first checkpoint, then a wait for ``stop``.
+        timeout: the maximum number of seconds to wait between checkpoints (None or infinite:
+            forever), kept to within a few milliseconds. 0 or negative: one look each time
+            (as in TensorFlow). NaN is an error for both.
         timeout_fn: called after a timeout with no arguments; if it returns true the iterator
             stops, otherwise it waits again (the timeout applies again). Without it, the
             iterator stops at the first timeout.
@@ -176,8 +178,9 @@ def checkpoints_iterator(
 
     Bad arguments raise here, not at the first ``next()``.
     """
-    min_interval = check_nonnegative("min_interval_secs", min_interval_secs)
-    timeout = check_optional_nonnegative("timeout", timeout)
+    # TensorFlow's meanings: a negative value is no wait; an infinite timeout never times out.
+    min_interval = check_lenient_seconds("min_interval_secs", min_interval_secs)
+    timeout = check_lenient_timeout("timeout", timeout)
     if timeout_fn is not None and not callable(timeout_fn):
         raise TypeError(f"'timeout_fn' must be callable or None; got {timeout_fn!r}")
     follower = CheckpointFollower(
@@ -211,12 +214,17 @@ def wait_for_new_checkpoint(
 
     As ``tf.train.wait_for_new_checkpoint``: returns the latest complete checkpoint as soon as
     its path differs from ``last_checkpoint``; None when ``timeout`` seconds pass first (or
-    ``stop`` is set). ``seconds_to_sleep`` is the polling interval where the directory is polled
-    (event-driven watching reacts at once). The other keywords are :class:`FollowOptions`'s
+    ``stop`` is set). ``timeout`` 0 or negative: one look; None or infinite: no limit.
+    ``seconds_to_sleep`` is the polling interval where the directory is polled; 0 lists it back
+    to back, as TensorFlow does, each look checking ``stop``. Event-driven watching reacts to
+    each change at once whatever the interval, and does not poll: there 0 costs no CPU. NaN or a
+    negative ``seconds_to_sleep`` is an error. The other keywords are :class:`FollowOptions`'s
     (``options``: all of them as one record, ``seconds_to_sleep`` included as ``poll_interval``).
     """
-    interval = check_positive("seconds_to_sleep", seconds_to_sleep)
-    timeout = check_optional_nonnegative("timeout", timeout)
+    # TensorFlow's meanings: 0 is back to back; a negative timeout is one look, an infinite one
+    # never times out. A negative sleep stays an error (time.sleep raises it in TensorFlow).
+    interval = check_nonnegative("seconds_to_sleep", seconds_to_sleep)
+    timeout = check_lenient_timeout("timeout", timeout)
     last = None if last_checkpoint is None else os.fspath(last_checkpoint)
     given: dict[str, object] = {
         "layout": layout,

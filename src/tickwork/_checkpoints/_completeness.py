@@ -16,7 +16,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from .._clock import Clock
-from .._errors import ErrorLog
+from .._errors import ErrorLog, LogThrottle
 from ._checkpoint import Counters
 from ._directory import Candidate, Directory, Update
 from ._formats import FileCheck, Structure, check_file
@@ -191,6 +191,9 @@ class Judge:
         self._clock = clock
         self._counters = counters
         self._errors = errors
+        # A checkpoint failing to be examined at every look: in full first, then summaries.
+        self._failures = 0
+        self.error_log = LogThrottle(logger, "examining a checkpoint", level=logging.WARNING)
         self._records: dict[str, _Record] = {}
         self._dirty: set[str] = set()
         self._pending: set[str] = set()
@@ -287,13 +290,9 @@ class Judge:
         except OSError as exc:
             self._errors.record(exc)
             self._counters.add(errors=1)
-            logger.warning(
-                "error examining %r in %r; will look again: %s",
-                candidate.key,
-                self._storage.directory,
-                exc,
-                exc_info=True,
-            )
+            self._failures += 1
+            where = self._storage.join(candidate.key)
+            self.error_log.failed(where, exc, self._failures, self._clock.now(), "will look again")
             found = Assessment(Status.PENDING, "error", self._pending_recheck)
         if found is None:  # deleted since it was listed; forgotten at the next round
             record.gone = True

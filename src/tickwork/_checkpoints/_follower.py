@@ -322,6 +322,7 @@ class CheckpointFollower:
         self._closed = True
         self._relay.close()
         self._watching.close()
+        self._judge.error_log.flush(self._storage.directory, "no longer followed")
         current, self._current = self._current, None
         if current is not None and self._holder is not None:
             self._holder.release(current)
@@ -417,5 +418,6 @@ class CheckpointFollower:
     def _after_fork_in_child(self) -> None:
         self._counters.reinit_after_fork()
         self._errors.reinit_after_fork()
+        self._judge.error_log.reinit_after_fork()
         self._relay.after_fork_in_child()
         self._watching.after_fork_in_child()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, TypedDict, TypeVar
 
-from .._validate import check_choice, check_nonnegative, check_optional_nonnegative, check_positive
+from .._validate import check_choice, check_nonnegative, check_optional_nonnegative
 from ._layouts import CheckpointPattern, Layout
 
 __all__ = [
@@ -44,17 +44,19 @@ class FollowOptions:
     ``layout``: ``"auto"`` (detected from the first entries that identify one), ``"tensorflow"``,
     ``"orbax"``, ``"huggingface"``, ``"keras"``, ``"torch"``, or a :class:`CheckpointPattern`.
     ``skip_to_latest``: True hands out the newest complete checkpoint each time (TensorFlow's
-    behaviour, older ones counted as skipped); False every complete checkpoint once, in step
-    order. ``state_file``: a local JSON file recording the last checkpoint finished; a restarted
-    follower goes on after it. ``hold``: hard-link each checkpoint handed out into ``hold_dir``
-    (default ``<checkpoint_dir>/.tickwork-hold``, same filesystem) and hand out that copy; local
-    directories only. ``watch``: see :class:`Watch`. ``poll_interval``: seconds between listings
-    when polling. ``max_poll_interval``: remote directories back off to this while nothing
-    changes (default ``10 * poll_interval``; locally ``poll_interval``). ``settle_secs``: a file
-    whose format records nothing about its completeness, or a directory with no commit marker,
-    counts as complete once unchanged this long. ``latest_filename``: the TensorFlow state
-    file's name (default ``"checkpoint"``). ``storage_options``: passed to fsspec for remote
-    directories.
+    behaviour, older ones counted as skipped); False every complete checkpoint once, in step order.
+    ``state_file``: a local JSON file recording the last checkpoint finished; a restarted follower
+    goes on after it. ``hold``: hard-link each checkpoint handed out into ``hold_dir`` (default
+    ``<checkpoint_dir>/.tickwork-hold``, same filesystem) and hand out that copy; local directories
+    only. ``watch``: see :class:`Watch`. ``poll_interval``: seconds between listings when polling; 0
+    lists back to back (TensorFlow's ``seconds_to_sleep=0``; each look checks the stop).
+    Event-driven watching does not poll, so there 0 changes nothing: each change is reacted to at
+    once, and a missing directory is looked for every 0.1 s, with no busy loop.
+    ``max_poll_interval``: remote directories back off to this while nothing changes (default ``10 *
+    poll_interval``; locally ``poll_interval``). ``settle_secs``: a file whose format records
+    nothing about its completeness, or a directory with no commit marker, counts as complete once
+    unchanged this long. ``latest_filename``: the TensorFlow state file's name (default
+    ``"checkpoint"``). ``storage_options``: passed to fsspec for remote directories.
     """
 
     layout: Layout | CheckpointPattern = Layout.AUTO
@@ -83,7 +85,8 @@ class FollowOptions:
                     raise TypeError(f"'{path}' must be a path or None; got {value!r}")
                 put(self, path, os.fspath(value))
         put(self, "watch", check_choice("watch", self.watch, Watch))
-        poll = check_positive("poll_interval", self.poll_interval)
+        # 0 is back to back, as TensorFlow's seconds_to_sleep=0 (see the class docs).
+        poll = check_nonnegative("poll_interval", self.poll_interval)
         put(self, "poll_interval", poll)
         ceiling = check_optional_nonnegative("max_poll_interval", self.max_poll_interval)
         if ceiling is not None and ceiling < poll:

@@ -61,7 +61,8 @@ class SidecarEvaluator(RunsInWith, Generic[T]):
         until_step: end after finishing a checkpoint at this step or later (what tf_keras's
             ``max_evaluations`` meant: ``ckpt-<n>``).
         timeout, timeout_fn: TensorFlow's: after ``timeout`` seconds without a new checkpoint,
-            end; with ``timeout_fn``, call it, end if it returns true, else wait again.
+            end; with ``timeout_fn``, call it, end if it returns true, else wait again. As
+            there: 0 or negative is no wait, infinite no limit (NaN is an error).
         done_marker: the name of a file that training writes into ``checkpoint_dir`` when it is
             done (looked for through the same storage, local or remote). Once it is there, every
             checkpoint complete by then is evaluated and the evaluator ends.

@@ -16,7 +16,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from .._validate import check_int, check_nonnegative, check_optional_nonnegative, check_positive
+from .._validate import (
+    check_int,
+    check_lenient_timeout,
+    check_nonnegative,
+    check_optional_nonnegative,
+    check_positive,
+)
 
 __all__ = [
     "AfterFailure",
@@ -149,7 +155,8 @@ class EndRules:
     until_step: int | None = None
 
     def __post_init__(self) -> None:
-        check_optional_nonnegative("timeout", self.timeout)
+        # As checkpoints_iterator's (TensorFlow's): negative is no wait, infinite is no limit.
+        object.__setattr__(self, "timeout", check_lenient_timeout("timeout", self.timeout))
         stall = check_optional_nonnegative("stall_timeout", self.stall_timeout)
         if stall is not None and stall <= 0:
             raise ValueError(f"'stall_timeout' must be None or a finite number > 0; got {stall!r}")

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .._clock import Clock, Waitable, any_stop
-from .._errors import ErrorLog
+from .._errors import ErrorLog, LogThrottle
 from .._naming import thread_name
 from .._sync import SignalSafeEvent
 from ._checkpoint import Counters
@@ -169,6 +169,9 @@ class Watching:
         self._next_poll = now
         self._next_rescan = now
         self._interval = poll_interval
+        # A listing failing at every look: the first ones in full, then a summary now and then.
+        self._listing_failures = 0
+        self._listing_log = LogThrottle(logger, "the directory listing", level=logging.WARNING)
 
     @property
     def ready(self) -> bool:
@@ -223,6 +226,8 @@ class Watching:
     def _probe_interval(self) -> float:
         if self._storage.remote:
             return self._interval
+        if self._poll_interval == 0 and self._watch is not Watch.POLL:
+            return _MISSING_PROBE  # 0 is back to back only for polling; never a busy wait here
         return min(self._poll_interval, _MISSING_PROBE)
 
     def _start_following(self, seen: Observation) -> None:
@@ -290,7 +295,11 @@ class Watching:
         except OSError as exc:
             self._errors.record(exc)
             self._counters.add(errors=1)
-            logger.warning("listing %r failed; will retry", self._storage.directory, exc_info=True)
+            self._listing_failures += 1
+            now = self._clock.now()
+            self._listing_log.failed(
+                self._storage.directory, exc, self._listing_failures, now, "will retry"
+            )
             return False
         self._counters.add(scans=1)
         remote = self._storage.remote
@@ -384,6 +393,7 @@ class Watching:
         thread (from a finaliser)."""
         self._closed = True
         self._wake.set()
+        self._listing_log.flush(self._storage.directory, "no longer followed")
         watcher = self._watcher
         if wait:
             self._watcher = None
@@ -395,6 +405,7 @@ class Watching:
         return [] if watcher is None or watcher.ended else [repr(watcher)]
 
     def after_fork_in_child(self) -> None:
+        self._listing_log.reinit_after_fork()
         if self._watcher is not None:  # its thread did not come along: start afresh
             self._watcher = None
             self.present = False
