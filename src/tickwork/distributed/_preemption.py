@@ -156,7 +156,11 @@ class PreemptionStop(SignalStop):
         coord = self._coord
         clock = coord.clock
         preempt = coord._preempt or {}
-        if coord._plan.stop_now or coord.dead_ranks:
+        # A dying job (a rank dead, the store gone) is told from a preemption by the stop
+        # agreement: it needs every live rank's answer, so it completes only if all are alive.
+        limit = (self._signalled_at or clock.now()) + self._deadline_seconds
+        clock.wait_until(coord._stop_agreed, limit)
+        if coord._plan.stop_now or coord.dead_ranks or not coord._stop_agreed.is_set():
             reason = f"no collective save: the job is dying ({coord._fatal})"
             logger.error("rank %d: final checkpoint skipped: %s", coord.rank, reason)
             return FinalCheckpointReport(False, False, False, 0.0, step, skipped=reason)
