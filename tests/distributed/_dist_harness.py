@@ -64,7 +64,10 @@ class Job:
             ]
             with self._log.open("wb") as log:
                 self._popen = subprocess.Popen(
-                    cmd, env=_env(), stdout=log, stderr=subprocess.STDOUT,
+                    cmd,
+                    env=_env(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
         return self
@@ -114,9 +117,10 @@ class Job:
             time.sleep(0.05)
 
     def diagnostics(self) -> str:
-        parts = []
-        for path in sorted(self.out.glob("rank*.json")):
-            parts.append(f"{path.name}: {path.read_text()[:2000]}")
+        parts = [
+            f"{path.name}: {path.read_text()[:2000]}"
+            for path in sorted(self.out.glob("rank*.json"))
+        ]
         if self._log.exists():
             parts.append("torchrun log tail:\n" + self._log.read_text(errors="replace")[-4000:])
         return "\n".join(parts)

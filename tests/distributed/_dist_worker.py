@@ -153,7 +153,9 @@ def run(rank: int, world: int, cfg: dict[str, Any]) -> None:
                     saves[-1]["cancelled"] = info.cancelled.is_set()
 
             gated = scenario != "torchrun_kill"
-            with coord.stop_on_signals(final_checkpoint=save, deadline=cfg.get("deadline", 20)) as s:
+            with coord.stop_on_signals(
+                final_checkpoint=save, deadline=cfg.get("deadline", 20)
+            ) as s:
                 step = 0
                 while time.monotonic() < limit:
                     if gated:
@@ -168,14 +170,18 @@ def run(rank: int, world: int, cfg: dict[str, Any]) -> None:
             result["steps"] = step
             result["saves"] = saves
             report = s.report
-            result["report"] = None if report is None else {
-                "ran": report.ran,
-                "completed": report.completed,
-                "overrun": report.overrun,
-                "skipped": report.skipped,
-                "seconds": report.seconds,
-                "step": report.step,
-            }
+            result["report"] = (
+                None
+                if report is None
+                else {
+                    "ran": report.ran,
+                    "completed": report.completed,
+                    "overrun": report.overrun,
+                    "skipped": report.skipped,
+                    "seconds": report.seconds,
+                    "step": report.step,
+                }
+            )
             result["received"] = [sig.name for sig in s.received]
             _join(coord, result)
         elif scenario == "die":

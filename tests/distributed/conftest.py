@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _dist_harness import Job  # noqa: E402
+from _dist_harness import Job
 
 
 @pytest.fixture

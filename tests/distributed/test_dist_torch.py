@@ -88,7 +88,8 @@ class TestPreemption:
             assert save["signal"] == "SIGTERM"
             assert save["signalled_rank"] == 1
             assert save["step"] == r["steps"]
-            assert r["report"]["completed"] and not r["report"]["overrun"]
+            assert r["report"]["completed"]
+            assert not r["report"]["overrun"]
         assert results[1]["received"] == ["SIGTERM"]
         assert results[0]["received"] == []
 
@@ -119,6 +120,7 @@ class TestPreemption:
         os.kill(j.pid(1), signal.SIGKILL)
         (r,) = j.results([0]).values()
         assert "crash" not in r, r
+        assert r["join"] is not None, j.diagnostics()
         assert r["received"] == ["SIGTERM"]  # from torchrun's agent
         assert r["join"]["type"] == "RankDiedError"
         assert r["join"]["rank"] == 1
@@ -127,10 +129,13 @@ class TestPreemption:
 
 
 class TestDeadRanks:
-    @pytest.mark.parametrize(("launcher", "world", "sig"), [
-        ("spawn", 4, signal.SIGKILL),
-        ("torchrun", 2, signal.SIGSTOP),
-    ])
+    @pytest.mark.parametrize(
+        ("launcher", "world", "sig"),
+        [
+            ("spawn", 4, signal.SIGKILL),
+            ("torchrun", 2, signal.SIGSTOP),
+        ],
+    )
     def test_dead_or_frozen_rank_is_named_by_every_other_rank(self, job, launcher, world, sig):
         """A rank SIGKILLed or SIGSTOPped: every other rank stops with RankDiedError naming it,
         within the timeout plus margins."""

@@ -620,7 +620,7 @@ class Coordinator(_LocalCoordinator):
                     error = RemoteError.from_record(record["error"])
                     with self._state:
                         self._error_index[id(error)] = index
-                _LocalCoordinator.request_stop(self, error)
+                self._stop_here(error)
             if record.get("signal") and self._preempt is None:
                 self._preempt = {
                     "signal": record["signal"],
@@ -722,12 +722,21 @@ class Coordinator(_LocalCoordinator):
                 self._fatal = error
             self._plan.stop_now = True
         if first:
-            _LocalCoordinator.request_stop(self, error)
+            self._stop_here(error)
         self._stop_agreed.set()
         self._spe_ready.set()
         self._posted.set()
         self._watched_to.set()
         self._peers_changed.set()
+
+    def _stop_here(self, error: BaseException | None) -> None:
+        """A stop that came from elsewhere (the log, a failure): local only, never raises."""
+        with self._lock:
+            if self._joined and error is not None:
+                logger.warning("rank %d, after join(): %s", self._rank, error)
+                self._stop_event.set()
+                return
+        _LocalCoordinator.request_stop(self, error)
 
     def _store_failed(self, cause: StoreError) -> None:
         if self._closed or self._threads_stop.is_set():
@@ -753,7 +762,7 @@ class Coordinator(_LocalCoordinator):
                 self._error_index[id(error)] = index
         with self._state:
             self._plan.stop_now = True
-        _LocalCoordinator.request_stop(self, error)
+        self._stop_here(error)
         self._stop_agreed.set()
         self._spe_ready.set()
         self._peers_changed.set()

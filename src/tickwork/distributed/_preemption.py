@@ -30,7 +30,6 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._clock import Clock
-from .._coordinator import Coordinator as _LocalCoordinator
 from .._signals import SignalStop
 from .._validate import check_positive
 from ._errors import FinalCheckpointError
@@ -136,7 +135,7 @@ class PreemptionStop(SignalStop):
         tb: TracebackType | None,
     ) -> None:
         try:
-            if self._report is None and self._coord._preempt is not None:
+            if self._report is None and (self._received or self._coord._preempt is not None):
                 self.run_final_checkpoint(None)
         finally:
             self._coord._preemption = None
@@ -156,6 +155,8 @@ class PreemptionStop(SignalStop):
         coord = self._coord
         clock = coord.clock
         preempt = coord._preempt or {}
+        if not preempt and self._received:
+            preempt = {"signal": self._received[0].name, "rank": coord.rank}
         # A dying job (a rank dead, the store gone) is told from a preemption by the stop
         # agreement: it needs every live rank's answer, so it completes only if all are alive.
         limit = (self._signalled_at or clock.now()) + self._deadline_seconds
@@ -206,11 +207,11 @@ class PreemptionStop(SignalStop):
                 f"{seconds:.2f} s (info.cancelled is set; the thread is abandoned)"
             )
             logger.error("%s", error)
-            _LocalCoordinator.request_stop(coord, error)
+            coord._stop_here(error)
             return FinalCheckpointReport(True, False, True, seconds, step, error=error)
         if failure:
             logger.error("rank %d: the final checkpoint failed", coord.rank, exc_info=failure[0])
-            _LocalCoordinator.request_stop(coord, failure[0])
+            coord._stop_here(failure[0])
             return FinalCheckpointReport(True, False, False, seconds, step, error=failure[0])
         return FinalCheckpointReport(True, True, False, seconds, step)
 
