@@ -94,6 +94,7 @@ def run(rank: int, world: int, cfg: dict[str, Any]) -> None:
     )
     result["world"] = coord.world_size
     result["coord_rank"] = coord.rank
+    result["store"] = coord.store_description
     (out / f"pid{rank}").write_text(str(os.getpid()))
     (out / f"ready{rank}").write_text("1")
     target = cfg.get("target", 1)
@@ -225,6 +226,17 @@ def run(rank: int, world: int, cfg: dict[str, Any]) -> None:
             result["calls"] = calls
             result["mismatches"] = mismatches
             result["steps"] = step
+            _join(coord, result)
+        elif scenario == "jax_sigterm":
+            saves = []
+            with coord.stop_on_signals(final_checkpoint=lambda i: saves.append(i.step)) as s:
+                result["sigterm_handler"] = repr(signal.getsignal(signal.SIGTERM))
+                step = 0
+                while time.monotonic() < limit and not coord.should_stop_at(step):
+                    time.sleep(0.01)
+                    step += 1
+            result["steps"] = step
+            result["saves"] = saves
             _join(coord, result)
         elif scenario == "gated":  # jax: the agreed step without collectives
             step = 0

@@ -306,6 +306,8 @@ class Coordinator(_LocalCoordinator):
             if not self._step_hook(step):
                 return False
             self._hook_stop = step
+            if self._preempt is None:  # JAX does not say which process got the signal
+                self._preempt = {"signal": "SIGTERM", "rank": -1, "learned_at": self._clock.now()}
             self._signal_hint = "SIGTERM"
             self.request_stop()
         if step >= self._hook_stop:
