@@ -46,7 +46,10 @@ def _run(tmp_path: Path, scenario: str, world: int = 2, term: int | None = None)
                 procs.append(
                     subprocess.Popen(
                         [sys.executable, str(WORKER), json.dumps(cfg)],
-                        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
                     )
                 )
         if term is not None:

@@ -259,6 +259,10 @@ class Coordinator(_LocalCoordinator):
             "create a new Coordinator with another 'namespace' to start afresh"
         )
 
+    def should_stop(self) -> bool:
+        """True once a stop has been requested on any rank (a local flag read)."""
+        return self._stop_event._flag
+
     def should_stop_at(self, step: int) -> bool:
         """True at the same ``step`` on every rank, once a stop has been requested anywhere.
 
@@ -367,19 +371,21 @@ class Coordinator(_LocalCoordinator):
             return
         limit = self._clock.now() + max(timeout, 0.0)
         if self._fatal is None:
+            if self._hosts_store:  # before our own 'left', which ends our watcher
+                self._wait_for_peers(limit)
             self._enqueue({"kind": "left"}, None)
             self._flush(limit)
-            if self._hosts_store:
-                self._wait_for_peers(limit)
+            # The watcher reads the log up to our own 'left', so it still answers every
+            # agreement opened before it (a peer would otherwise wait for this rank).
+            self._clock.wait_until(self._watcher_done, limit)
         self._closed = True
         self._closing.set()
         self._threads_stop.set()
         self._send_wake.set()
         for thread in self._threads:
-            remaining = max(0.0, min(limit - self._clock.now(), self._timeout))
-            thread.join(remaining)
+            thread.join(1.0)
             if thread.is_alive():
-                logger.warning("%s did not end within %.1f s of close()", thread.name, remaining)
+                logger.warning("%s did not end within 1 s of close()", thread.name)
 
     def _wait_for_peers(self, limit: float) -> None:
         while True:
@@ -568,13 +574,12 @@ class Coordinator(_LocalCoordinator):
     def _run_watcher(self, kv: KVStore) -> None:
         index = 0
         try:
-            while not self._threads_stop.is_set() and self._fatal is None:
+            while self._fatal is None and not (self._closed and self._threads_stop.is_set()):
                 key = self._key(f"ev/{index}")
                 self._call()
-                if not kv.wait([key], _WATCH_WAIT_SECONDS):
+                raw = kv.wait_get(key, _WATCH_WAIT_SECONDS)
+                if raw is None:
                     continue
-                self._call()
-                (raw,) = kv.get_many([key], present=True)
                 self._last_ok = self._clock.now()
                 record = json.loads(raw or "{}")
                 self._apply(kv, index, record)

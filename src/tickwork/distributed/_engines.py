@@ -54,6 +54,7 @@ class TorchStore:
     def __init__(self, store: Any) -> None:
         self._store = store
         self._description = _describe_torch(store)
+        self._get_timeout: float | None = None
 
     @property
     def raw(self) -> Any:
@@ -98,6 +99,22 @@ class TorchStore:
                 return False
             raise self._fail(f"wait({list(keys)!r})", e) from e
         return True
+
+    def wait_get(self, key: str, timeout: float) -> str | None:
+        # A torch get() waits for its key up to the client's timeout: set it on this clone
+        # (the original's stays as it was), then one call both waits and reads.
+        if self._get_timeout != timeout:
+            try:
+                self._store.set_timeout(datetime.timedelta(seconds=max(timeout, 0.001)))
+            except Exception as e:
+                raise self._fail("set_timeout()", e) from e
+            self._get_timeout = timeout
+        try:
+            return _text(self._store.get(key))
+        except Exception as e:
+            if type(e).__name__ == "DistStoreError" and "timeout" in str(e).lower():
+                return None
+            raise self._fail(f"get({key!r})", e) from e
 
     def clone(self) -> TorchStore:
         if hasattr(self._store, "clone"):
@@ -180,6 +197,14 @@ class JaxClientStore:
                     return False
                 raise self._fail(f"blocking_key_value_get({key!r})", e) from e
         return True
+
+    def wait_get(self, key: str, timeout: float) -> str | None:
+        try:
+            return _text(self._client.blocking_key_value_get(key, max(1, int(timeout * 1000))))
+        except Exception as e:
+            if "DEADLINE_EXCEEDED" in str(e) or "timed out" in str(e).lower():
+                return None
+            raise self._fail(f"blocking_key_value_get({key!r})", e) from e
 
     def clone(self) -> JaxClientStore:
         return self

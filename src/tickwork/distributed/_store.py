@@ -38,6 +38,11 @@ class KVStore(Protocol):
     def wait(self, keys: Sequence[str], timeout: float) -> bool:
         """Block until every key exists (True) or ``timeout`` seconds pass (False)."""
 
+    def wait_get(self, key: str, timeout: float) -> str | None:
+        """Block until ``key`` exists and return its value (None after ``timeout`` seconds).
+
+        One round trip where the engine allows (a torch ``get`` waits for its key)."""
+
     def clone(self) -> KVStore:
         """A new client on the same store, for another thread."""
 
@@ -87,6 +92,11 @@ class MemoryStore:
                 )
                 and shared.check()
             )
+
+    def wait_get(self, key: str, timeout: float) -> str | None:
+        if not self.wait([key], timeout):
+            return None
+        return self.get_many([key])[0]
 
     def clone(self) -> MemoryStore:
         return MemoryStore._on(self._shared)
