@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("jax")
 
-from _dist_harness import SRC, WORKER  # noqa: E402
+from _dist_harness import SRC, WORKER
 
 pytestmark = [pytest.mark.distributed, pytest.mark.jax, pytest.mark.timeout(180)]
 
