@@ -334,10 +334,12 @@ class TestSharedSpe:
             while not coord.should_stop_at(step):
                 n = shared[rank].value_at(step)
                 calls[rank].append((step, n))
-                if rank == 0 and step in (5, 6):
-                    shared[0].assign(2)
-                if rank == 0 and 20 <= step < 22:
-                    shared[0].assign(4)
+                if rank == 0 and step in (5, 6, 20, 21):
+                    value = 2 if step < 20 else 4
+                    shared[0].assign(value)
+                    # Rank 1's watcher agrees while its main thread waits in the barrier; wait
+                    # for it, so that a slow machine cannot reach the stop first.
+                    _wait(lambda v=value: shared[1].value == v, f"spe {value} agreed")
                 if rank == 1 and step >= 60:
                     coord.request_stop()
                 barrier.wait()
