@@ -1,0 +1,98 @@
+"""One steps-per-execution for every rank: decided on one rank, applied everywhere at one step."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from .._tuning._spe import _to_int
+from .._validate import check_int
+
+if TYPE_CHECKING:
+    from ._coordinator import Coordinator
+
+__all__ = ["SharedStepsPerExecution"]
+
+
+class SharedStepsPerExecution:
+    """A steps-per-execution value shared by every rank of a :class:`Coordinator`.
+
+    On the deciding rank (``decider``, default 0) it is the ``spe_variable`` of a
+    :class:`tickwork.StepsPerExecutionTuner`: each ``assign(n)`` becomes an entry of the job's
+    event log. Every rank (the decider too) asks :meth:`value_at` at the start of each call and
+    gets the same value at the same step: a new value applies from the first call starting
+    past the largest step any rank had reached when it learned of it (the same agreement as
+    ``should_stop_at``). Every rank must call ``value_at`` with the same steps::
+
+        spe = SharedStepsPerExecution(coord)
+        if coord.rank == 0:
+            StepsPerExecutionTuner(lambda: step, spe).start()
+        while not coord.should_stop_at(step):
+            n = spe.value_at(step)
+            run_steps(n)            # collectives inside
+            step += n
+
+    Construct it on every rank with the same ``initial``, before any rank assigns.
+    """
+
+    def __init__(self, coord: Coordinator, initial: int = 1, *, decider: int = 0) -> None:
+        self._initial = check_int("initial", initial, minimum=1)
+        self._decider = check_int("decider", decider, minimum=0)
+        if decider >= coord.world_size:
+            raise ValueError(
+                f"'decider' must be a rank < world_size={coord.world_size}; got {decider!r}"
+            )
+        if coord._shared_spe is not None:
+            raise RuntimeError("this Coordinator already has a SharedStepsPerExecution")
+        coord._shared_spe = self
+        coord._plan.initial_spe = self._initial
+        coord._spe_value = self._initial
+        self._coord = coord
+        self._lock = threading.Lock()
+        self._assigned = self._initial
+
+    @property
+    def decider(self) -> int:
+        return self._decider
+
+    @property
+    def value(self) -> int:
+        """On the decider: the last value assigned; elsewhere: the last value received."""
+        return self._assigned
+
+    def numpy(self) -> int:
+        return self._assigned
+
+    def __int__(self) -> int:
+        return self._assigned
+
+    def assign(self, value: Any) -> None:
+        """Propose ``value`` to every rank (only on the deciding rank)."""
+        if self._coord.rank != self._decider:
+            raise RuntimeError(
+                f"only rank {self._decider} (the decider) may assign steps per execution; this is "
+                f"rank {self._coord.rank}"
+            )
+        number = check_int("value", _to_int(value, "'value'"), minimum=1)
+        with self._lock:
+            if number == self._assigned:
+                return
+            self._assigned = number
+        self._coord._enqueue({"kind": "spe", "value": number}, None)
+
+    def _received(self, value: int) -> None:
+        if self._coord.rank != self._decider:
+            self._assigned = value
+
+    def value_at(self, step: int) -> int:
+        """The steps per execution for the call that starts at ``step`` (same on every rank)."""
+        coord = self._coord
+        if coord._spe_dirty:
+            return coord._spe_slow(step)
+        coord._position = step
+        if coord._spe_dirty:  # set by the watcher meanwhile (mypy cannot know)
+            return coord._spe_slow(step)  # type: ignore[unreachable]
+        return coord._spe_value
+
+    def __repr__(self) -> str:
+        return f"SharedStepsPerExecution({self._assigned}, decider={self._decider})"

@@ -1,0 +1,282 @@
+"""One rank of a real multi-process test: torch.distributed (gloo) or jax.distributed, on localhost.
+
+Run by the tests either through ``python -m torch.distributed.run`` (this file as the script, the
+config as JSON in argv[1]) or through a multiprocessing spawn (:func:`spawn_entry`). Each rank
+writes ``ready<rank>`` once its Coordinator is built and ``rank<rank>.json`` with what it saw.
+Every loop here is bounded by ``cfg["limit"]`` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+
+def _write(path: Path, data: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+def _error(e: BaseException | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {
+        "type": type(e).__name__,
+        "str": str(e),
+        "rank": getattr(e, "rank", None),
+        "type_name": getattr(e, "type_name", None),
+        "remote_traceback": getattr(e, "remote_traceback", None),
+    }
+
+
+def _join(coord: Any, result: dict[str, Any]) -> None:
+    try:
+        coord.join(stop_grace_period_secs=10)
+        result["join"] = None
+    except BaseException as e:
+        result["join"] = _error(e)
+
+
+def _torch_setup(rank: int, world: int, cfg: dict[str, Any]) -> Any:
+    import datetime
+
+    import torch.distributed as dist
+
+    timeout = datetime.timedelta(seconds=60)
+    if cfg["launcher"] == "spawn":
+        port_file = Path(cfg["out"]) / "port"
+        if rank == 0:
+            store = dist.TCPStore(
+                "127.0.0.1", 0, world, True, timeout=timeout, wait_for_workers=False
+            )
+            _write(port_file, store.port)
+        else:
+            limit = time.monotonic() + 60
+            while not port_file.exists():
+                if time.monotonic() > limit:
+                    raise TimeoutError("rank 0 never wrote the store's port")
+                time.sleep(0.01)
+            port = json.loads(port_file.read_text())
+            store = dist.TCPStore("127.0.0.1", port, world, False, timeout=timeout)
+        dist.init_process_group("gloo", store=store, rank=rank, world_size=world, timeout=timeout)
+    else:
+        dist.init_process_group("gloo", timeout=timeout)
+    return dist
+
+
+def run(rank: int, world: int, cfg: dict[str, Any]) -> None:
+    out = Path(cfg["out"])
+    result: dict[str, Any] = {"rank": rank, "pid": os.getpid()}
+    scenario = cfg["scenario"]
+    limit = time.monotonic() + cfg.get("limit", 60)
+    from tickwork.distributed import Coordinator
+
+    if cfg.get("engine", "torch") == "jax":
+        import jax
+
+        jax.distributed.initialize(
+            coordinator_address=cfg["jax_address"], num_processes=world, process_id=rank
+        )
+        dist = None
+    else:
+        dist = _torch_setup(rank, world, cfg)
+    coord = Coordinator(
+        heartbeat_timeout=cfg.get("heartbeat_timeout", 2.0),
+        heartbeat_interval=cfg.get("heartbeat_interval", 0.25),
+    )
+    result["world"] = coord.world_size
+    result["coord_rank"] = coord.rank
+    result["store"] = coord.store_description
+    (out / f"pid{rank}").write_text(str(os.getpid()))
+    (out / f"ready{rank}").write_text("1")
+    target = cfg.get("target", 1)
+    try:
+        if scenario in ("error", "clean"):
+            step = 0
+            while not coord.should_stop() and time.monotonic() < limit:
+                if rank == target and step == 3:
+                    if scenario == "clean":
+                        coord.request_stop()
+                    else:
+                        with coord.stop_on_exception():
+                            raise ValueError(f"boom on rank {rank}")
+                step += 1
+                time.sleep(0.01)
+            _join(coord, result)
+        elif scenario == "allreduce":
+            import torch
+
+            rng = random.Random(cfg["seed"])
+            target = rng.randrange(world)
+            stop_step = rng.randrange(1, 40)
+            result["target"], result["stop_step"] = target, stop_step
+            jitter = random.Random(cfg["seed"] * 100 + rank)
+            step = 0
+            total = torch.zeros(1)
+            while time.monotonic() < limit:
+                if coord.should_stop_at(step):
+                    break
+                if rank == target and step == stop_step:
+                    coord.request_stop()
+                t = torch.ones(1)
+                dist.all_reduce(t)
+                total += t
+                step += 1
+                if jitter.random() < 0.3:
+                    time.sleep(jitter.random() * 0.004)
+            result["steps"] = step
+            result["total"] = float(total.item())
+            _join(coord, result)
+        elif scenario in ("sigterm", "overrun", "torchrun_kill"):
+            import torch
+
+            saves: list[dict[str, Any]] = []
+
+            def save(info: Any) -> None:
+                saves.append(
+                    {
+                        "step": info.step,
+                        "signal": info.signal,
+                        "signalled_rank": info.signalled_rank,
+                        "remaining": info.remaining(),
+                    }
+                )
+                if scenario == "overrun":
+                    info.cancelled.wait(30)
+                    saves[-1]["cancelled"] = info.cancelled.is_set()
+
+            gated = scenario != "torchrun_kill"
+            with coord.stop_on_signals(
+                final_checkpoint=save, deadline=cfg.get("deadline", 20)
+            ) as s:
+                step = 0
+                while time.monotonic() < limit:
+                    if gated:
+                        if coord.should_stop_at(step):
+                            break
+                        t = torch.ones(1)
+                        dist.all_reduce(t)
+                    elif coord.should_stop():
+                        break
+                    step += 1
+                    time.sleep(0.005)
+            result["steps"] = step
+            result["saves"] = saves
+            report = s.report
+            result["report"] = (
+                None
+                if report is None
+                else {
+                    "ran": report.ran,
+                    "completed": report.completed,
+                    "overrun": report.overrun,
+                    "skipped": report.skipped,
+                    "seconds": report.seconds,
+                    "step": report.step,
+                }
+            )
+            result["received"] = [sig.name for sig in s.received]
+            _join(coord, result)
+        elif scenario == "die":
+            while not coord.should_stop() and time.monotonic() < limit:
+                time.sleep(0.005)
+            result["stopped_at"] = time.time()
+            _join(coord, result)
+        elif scenario == "tuner":
+            import torch
+
+            from tickwork import StepsPerExecutionTuner
+            from tickwork.distributed import SharedStepsPerExecution
+
+            spe = SharedStepsPerExecution(coord, 1)
+            step = 0
+            tuner = None
+            if rank == 0:
+                tuner = StepsPerExecutionTuner(
+                    lambda: step, spe, interval=0.05, change_spe_interval=1, max_spe=64
+                )
+                tuner.start()
+            calls = []
+            mismatches = 0
+            started = time.monotonic()
+            while time.monotonic() < limit:
+                if coord.should_stop_at(step):
+                    break
+                n = spe.value_at(step)
+                calls.append((step, n))
+                seen = torch.tensor([float(n)])
+                dist.all_reduce(seen, op=dist.ReduceOp.MAX)
+                if int(seen.item()) != n:
+                    mismatches += 1
+                # Ranks differ in speed: rank r takes (r + 1) * 0.2 ms per step plus a fixed cost.
+                time.sleep(0.002 + n * (rank + 1) * 0.0002)
+                step += n
+                if rank == 0 and time.monotonic() - started > cfg.get("seconds", 3.0):
+                    coord.request_stop()
+            if tuner is not None:
+                tuner.stop()
+            result["calls"] = calls
+            result["mismatches"] = mismatches
+            result["steps"] = step
+            _join(coord, result)
+        elif scenario == "jax_sigterm":
+            saves = []
+            with coord.stop_on_signals(final_checkpoint=lambda i: saves.append(i.step)) as s:
+                result["sigterm_handler"] = repr(signal.getsignal(signal.SIGTERM))
+                step = 0
+                while time.monotonic() < limit and not coord.should_stop_at(step):
+                    time.sleep(0.01)
+                    step += 1
+            result["steps"] = step
+            result["saves"] = saves
+            _join(coord, result)
+        elif scenario == "gated":  # jax: the agreed step without collectives
+            step = 0
+            rng = random.Random(rank)
+            while time.monotonic() < limit:
+                if coord.should_stop_at(step):
+                    break
+                if rank == target and step == 7:
+                    coord.request_stop()
+                time.sleep(rng.random() * 0.01)
+                step += 1
+            result["steps"] = step
+            _join(coord, result)
+        else:
+            raise ValueError(f"unknown scenario {scenario!r}")
+    except BaseException as e:
+        result["crash"] = traceback.format_exc()
+        result["crash_type"] = type(e).__name__
+    _write(out / f"rank{rank}.json", result)
+    if result.get("join") is not None or "crash" in result:
+        # The job is broken (a dead peer, a dead store): leave without collective teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    coord.close(timeout=30)
+    if dist is not None:
+        dist.destroy_process_group()
+    elif cfg.get("engine") == "jax":
+        import jax
+
+        jax.distributed.shutdown()
+
+
+def spawn_entry(rank: int, world: int, cfg: dict[str, Any]) -> None:
+    os.environ["TORCH_CPP_LOG_LEVEL"] = "ERROR"
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    run(rank, world, cfg)
+
+
+if __name__ == "__main__":
+    config = json.loads(sys.argv[1])
+    run(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), config)

@@ -1,0 +1,105 @@
+"""Real ranks on localhost: two jax.distributed CPU processes, the coordination service's
+key-value store as the Coordinator's store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("jax")
+
+from _dist_harness import SRC, WORKER
+
+pytestmark = [pytest.mark.distributed, pytest.mark.jax, pytest.mark.timeout(180)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run(tmp_path: Path, scenario: str, world: int = 2, term: int | None = None) -> dict:
+    cfg = {
+        "launcher": "jax",
+        "engine": "jax",
+        "out": str(tmp_path),
+        "scenario": scenario,
+        "target": 1,
+        "jax_address": f"127.0.0.1:{_free_port()}",
+        "limit": 60,
+    }
+    procs = []
+    try:
+        for rank in range(world):
+            env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), JAX_PLATFORMS="cpu")
+            env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
+            with (tmp_path / f"log{rank}").open("wb") as log:
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, str(WORKER), json.dumps(cfg)],
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+        if term is not None:
+            limit = time.monotonic() + 90
+            while not all((tmp_path / f"ready{r}").exists() for r in range(world)):
+                assert time.monotonic() < limit, "the processes never got ready"
+                time.sleep(0.05)
+            time.sleep(0.5)
+            os.kill(procs[term].pid, signal.SIGTERM)
+        for p in procs:
+            p.wait(120)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, 9)
+                p.wait(30)
+    results = {}
+    for rank in range(world):
+        path = tmp_path / f"rank{rank}.json"
+        logs = (tmp_path / f"log{rank}").read_text(errors="replace")[-3000:]
+        assert path.exists(), f"rank {rank} wrote no result; log:\n{logs}"
+        results[rank] = json.loads(path.read_text())
+    return results
+
+
+def test_exception_on_one_process_is_raised_everywhere(tmp_path):
+    """An error on process 1 stops process 0 too; join() raises it on both."""
+    results = _run(tmp_path, "error")
+    assert results[1]["join"]["type"] == "ValueError"
+    remote = results[0]["join"]
+    assert remote["type"] == "RemoteError"
+    assert remote["type_name"] == "ValueError"
+    assert remote["rank"] == 1
+    assert "jax.distributed" in results[0]["store"]
+
+
+def test_agreed_step_through_the_coordination_service(tmp_path):
+    """should_stop_at answers True at the same step on both processes."""
+    results = _run(tmp_path, "gated")
+    assert results[0]["steps"] == results[1]["steps"] > 7
+    assert all(r["join"] is None and "crash" not in r for r in results.values())
+
+
+def test_sigterm_goes_to_jax_preemption_sync_and_saves_once_each(tmp_path):
+    """SIGTERM on process 1 is left to JAX's (C-level) handler: no Python handler is installed,
+    both processes stop at the same step through reached_preemption_sync_point, each saves once."""
+    results = _run(tmp_path, "jax_sigterm", term=1)
+    for r in results.values():
+        assert "crash" not in r, r
+        assert r["sigterm_handler"] == "<Handlers.SIG_DFL: 0>"
+        assert len(r["saves"]) == 1
+    assert results[0]["steps"] == results[1]["steps"]
+    assert results[0]["saves"] == results[1]["saves"] == [results[0]["steps"]]
