@@ -137,7 +137,7 @@ class Coordinator(Replicated):
 
     def should_stop(self) -> bool:
         """True once a stop has been requested on any rank (a local flag read)."""
-        return self._stop_event._flag
+        return self._stop_event.is_set()
 
     def should_stop_at(self, step: int) -> bool:
         """True at the same ``step`` on every rank, once a stop has been requested anywhere.
@@ -153,11 +153,11 @@ class Coordinator(Replicated):
         if self._step_hook is not None and self._hooked(step):
             return True
         flag = self._stop_event
-        if flag._flag:
+        if flag.is_set():
             return self._stop_at_slow(step)
         self._position = step
-        if flag._flag:  # set by another thread meanwhile (mypy cannot know)
-            return self._stop_at_slow(step)  # type: ignore[unreachable]
+        if flag.is_set():  # set by another thread meanwhile
+            return self._stop_at_slow(step)
         return False
 
     def _stop_at_slow(self, step: int) -> bool:
@@ -218,6 +218,38 @@ class Coordinator(Replicated):
         SIGTERM is left to JAX's preemption service (see docs/distributed.md).
         """
         return PreemptionStop(self, signals, final_checkpoint, deadline)
+
+    # What PreemptionStop uses; not for training loops.
+
+    def note_signal(self, name: str) -> None:
+        """Mark the next stop request as coming from signal ``name`` (called in the handler)."""
+        self._signal_hint = name
+
+    def attach_preemption(
+        self, stop: PreemptionStop | None, step_hook: Callable[[int], bool] | None
+    ) -> None:
+        """While ``stop``'s block runs: its final checkpoint and JAX's sync point (None after)."""
+        self._preemption = stop
+        self._step_hook = step_hook
+
+    @property
+    def preemption_record(self) -> dict[str, Any] | None:
+        """The first stop that came from a signal (``signal``, ``rank``, ``learned_at``) or None."""
+        return self._preempt
+
+    def wait_stop_agreed(self, limit: float) -> bool:
+        """Wait until ``limit`` for the stop agreement; True if it completed, every rank alive."""
+        self.clock.wait_until(self._stop_agreed, limit)
+        return not (self._plan.stop_now or self.dead_ranks or not self._stop_agreed.is_set())
+
+    @property
+    def fatal_error(self) -> BaseException | None:
+        """The failure that stopped the job (a dead rank, the store gone), or None."""
+        return self._fatal
+
+    def stop_locally(self, error: BaseException | None) -> None:
+        """Stop this rank only (a failure here, already on its way to the others)."""
+        self._stop_here(error)
 
     def __enter__(self) -> Coordinator:
         return self

@@ -38,7 +38,9 @@ def _torch_default() -> tuple[Any, int, int] | None:
         return None
     from torch.distributed import distributed_c10d
 
-    return distributed_c10d._get_default_store(), dist.get_rank(), dist.get_world_size()
+    # torch's private API: the default process group's store, which the design builds on.
+    store = distributed_c10d._get_default_store()  # noqa: SLF001 - torch's own default store
+    return store, dist.get_rank(), dist.get_world_size()
 
 
 def _jax_default() -> tuple[Any, int, int] | None:

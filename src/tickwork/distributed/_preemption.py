@@ -94,7 +94,7 @@ class PreemptionStop(SignalStop):
             )
         self._deadline_seconds = check_positive("deadline", deadline)
         sigs = [signal.Signals(s) for s in signals]
-        self._jax = coord._engine == "jax"
+        self._jax = coord.engine == "jax"
         if self._jax and signal.SIGTERM in sigs:
             logger.info(
                 "JAX's preemption service handles SIGTERM (in C); tickwork leaves it alone and "
@@ -117,15 +117,13 @@ class PreemptionStop(SignalStop):
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self._signalled_at is None:
             self._signalled_at = self._coord.clock.now()
-        self._coord._signal_hint = signal.Signals(signum).name
+        self._coord.note_signal(signal.Signals(signum).name)
         super()._handle(signum, frame)
 
     def __enter__(self) -> PreemptionStop:
         if self._has_signals:
             super().__enter__()
-        self._coord._preemption = self
-        if self._jax:
-            self._coord._step_hook = _jax_sync_point()
+        self._coord.attach_preemption(self, _jax_sync_point() if self._jax else None)
         return self
 
     def __exit__(
@@ -135,11 +133,11 @@ class PreemptionStop(SignalStop):
         tb: TracebackType | None,
     ) -> None:
         try:
-            if self._report is None and (self._received or self._coord._preempt is not None):
+            signalled = self._received or self._coord.preemption_record is not None
+            if self._report is None and signalled:
                 self.run_final_checkpoint(None)
         finally:
-            self._coord._preemption = None
-            self._coord._step_hook = None
+            self._coord.attach_preemption(None, None)
             if self._has_signals:
                 super().__exit__(exc_type, exc, tb)
 
@@ -154,15 +152,14 @@ class PreemptionStop(SignalStop):
     def _run(self, step: int | None) -> FinalCheckpointReport:
         coord = self._coord
         clock = coord.clock
-        preempt = coord._preempt or {}
+        preempt = coord.preemption_record or {}
         if not preempt and self._received:
             preempt = {"signal": self._received[0].name, "rank": coord.rank}
         # A dying job (a rank dead, the store gone) is told from a preemption by the stop
         # agreement: it needs every live rank's answer, so it completes only if all are alive.
         limit = (self._signalled_at or clock.now()) + self._deadline_seconds
-        clock.wait_until(coord._stop_agreed, limit)
-        if coord._plan.stop_now or coord.dead_ranks or not coord._stop_agreed.is_set():
-            reason = f"no collective save: the job is dying ({coord._fatal})"
+        if not coord.wait_stop_agreed(limit):
+            reason = f"no collective save: the job is dying ({coord.fatal_error})"
             logger.error("rank %d: final checkpoint skipped: %s", coord.rank, reason)
             return FinalCheckpointReport(False, False, False, 0.0, step, skipped=reason)
         if self._callback is None:
@@ -207,11 +204,11 @@ class PreemptionStop(SignalStop):
                 f"{seconds:.2f} s (info.cancelled is set; the thread is abandoned)"
             )
             logger.error("%s", error)
-            coord._stop_here(error)
+            coord.stop_locally(error)
             return FinalCheckpointReport(True, False, True, seconds, step, error=error)
         if failure:
             logger.error("rank %d: the final checkpoint failed", coord.rank, exc_info=failure[0])
-            coord._stop_here(failure[0])
+            coord.stop_locally(failure[0])
             return FinalCheckpointReport(True, False, False, seconds, step, error=failure[0])
         return FinalCheckpointReport(True, True, False, seconds, step)
 

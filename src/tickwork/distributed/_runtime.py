@@ -29,7 +29,6 @@ from ._errors import (
 )
 from ._policy import Liveness, LogView, StepPlan, agreed_step, store_stalled
 from ._preemption import PreemptionStop
-from ._spe import SharedStepsPerExecution
 from ._store import KVStore, StoreError
 
 __all__ = ["Replicated"]
@@ -100,7 +99,7 @@ class Replicated(_LocalCoordinator):
         self._spe_pending = 0
         self._spe_ready = SignalSafeEvent()
         self._spe_ready.set()
-        self._shared_spe: SharedStepsPerExecution | None = None
+        self._on_spe: Callable[[int], None] | None = None  # SharedStepsPerExecution's receiver
         self._error_index: dict[int, int] = {}  # id(error) -> log index
         self._preempt: dict[str, Any] | None = None  # the first stop that came from a signal
         self._signal_hint: str | None = None
@@ -428,8 +427,39 @@ class Replicated(_LocalCoordinator):
             self._spe_pending -= 1
             if self._spe_pending == 0:
                 self._spe_ready.set()
-        if self._shared_spe is not None:
-            self._shared_spe._received(value)
+        if self._on_spe is not None:
+            self._on_spe(value)
+
+    # What the collaborators (SharedStepsPerExecution, PreemptionStop) use; not for training loops.
+
+    @property
+    def engine(self) -> str:
+        """The framework the store came from (``"torch"``, ``"jax"``, ...)."""
+        return self._engine
+
+    def share_spe(self, initial: int, on_received: Callable[[int], None]) -> None:
+        """Make ``initial`` the steps per execution before any switch (once per Coordinator).
+
+        ``on_received(value)`` is called (on the watcher thread) for every value the log brings.
+        """
+        if self._on_spe is not None:
+            raise RuntimeError("this Coordinator already has a SharedStepsPerExecution")
+        self._on_spe = on_received
+        self._plan.initial_spe = initial
+        self._spe_value = initial
+
+    def propose_spe(self, value: int) -> None:
+        """Post a new steps per execution to the job's log (it applies at an agreed step)."""
+        self._enqueue({"kind": "spe", "value": value}, None)
+
+    def spe_at(self, step: int) -> int:
+        """The steps per execution for the call that starts at ``step`` (same on every rank)."""
+        if self._spe_dirty:
+            return self._spe_slow(step)
+        self._position = step
+        if self._spe_dirty:  # set by the watcher meanwhile (mypy cannot know)
+            return self._spe_slow(step)  # type: ignore[unreachable]
+        return self._spe_value
 
     def _spe_slow(self, step: int) -> int:
         limit = self._clock.now() + 2 * self._timeout + 5

@@ -42,14 +42,10 @@ class SharedStepsPerExecution:
             raise ValueError(
                 f"'decider' must be a rank < world_size={coord.world_size}; got {decider!r}"
             )
-        if coord._shared_spe is not None:
-            raise RuntimeError("this Coordinator already has a SharedStepsPerExecution")
-        coord._shared_spe = self
-        coord._plan.initial_spe = self._initial
-        coord._spe_value = self._initial
         self._coord = coord
         self._lock = threading.Lock()
         self._assigned = self._initial
+        coord.share_spe(self._initial, self._received)
 
     @property
     def decider(self) -> int:
@@ -78,7 +74,7 @@ class SharedStepsPerExecution:
             if number == self._assigned:
                 return
             self._assigned = number
-        self._coord._enqueue({"kind": "spe", "value": number}, None)
+        self._coord.propose_spe(number)
 
     def _received(self, value: int) -> None:
         if self._coord.rank != self._decider:
@@ -86,13 +82,7 @@ class SharedStepsPerExecution:
 
     def value_at(self, step: int) -> int:
         """The steps per execution for the call that starts at ``step`` (same on every rank)."""
-        coord = self._coord
-        if coord._spe_dirty:
-            return coord._spe_slow(step)
-        coord._position = step
-        if coord._spe_dirty:  # set by the watcher meanwhile (mypy cannot know)
-            return coord._spe_slow(step)  # type: ignore[unreachable]
-        return coord._spe_value
+        return self._coord.spe_at(step)
 
     def __repr__(self) -> str:
         return f"SharedStepsPerExecution({self._assigned}, decider={self._decider})"
