@@ -32,7 +32,6 @@ import multiprocessing
 import os
 import platform
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -52,13 +51,15 @@ def _setup(rank: int, world: int, out: Path) -> Any:
     timeout = datetime.timedelta(seconds=60)
     port_file = out / "port"
     if rank == 0:
-        store = dist.TCPStore("127.0.0.1", 0, world, True, timeout=timeout, wait_for_workers=False)
+        store = dist.TCPStore(  # type: ignore[attr-defined]  # torch does not re-export it typed
+            "127.0.0.1", 0, world, True, timeout=timeout, wait_for_workers=False
+        )
         (out / "port.tmp").write_text(str(store.port))
         (out / "port.tmp").replace(port_file)
     else:
         while not port_file.exists():
             time.sleep(0.01)
-        store = dist.TCPStore(
+        store = dist.TCPStore(  # type: ignore[attr-defined]  # torch does not re-export it typed
             "127.0.0.1", int(port_file.read_text()), world, False, timeout=timeout
         )
     dist.init_process_group("gloo", store=store, rank=rank, world_size=world, timeout=timeout)
@@ -102,7 +103,7 @@ def _propagation(rank: int, world: int, out: Path, requests: int, busy: bool) ->
         else:
             coord.wait_for_stop(10)
             seen = time.time()
-        times = [None] * world
+        times: list[Any] = [None] * world  # (is_requester, seen) per rank, once gathered
         dist.all_gather_object(times, (rank == requester, seen))
         if rank == 0:
             sent_at = next(t for is_req, t in times if is_req)
@@ -222,7 +223,9 @@ def costs(world: int) -> dict[str, float]:
     return dict(json.loads((out / "result.json").read_text()))
 
 
-def kill_detection(timeout: float, interval: float, victim: int, sig: int, world: int) -> dict:
+def kill_detection(
+    timeout: float, interval: float, victim: int, sig: int, world: int
+) -> dict[str, Any]:
     procs, out = _spawn(_idle, world, timeout, interval, timeout * 4 + 10)
     try:
         _wait_files(out, [f"ready{r}" for r in range(world)])
@@ -295,4 +298,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

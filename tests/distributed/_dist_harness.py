@@ -10,9 +10,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import _dist_worker
+if TYPE_CHECKING:  # mypy names this folder's modules from the repository root
+    from tests.distributed import _dist_worker
+else:  # the tests run with this folder on sys.path
+    import _dist_worker
 
 import tickwork
 

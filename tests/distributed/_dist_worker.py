@@ -54,7 +54,7 @@ def _torch_setup(rank: int, world: int, cfg: dict[str, Any]) -> Any:
     if cfg["launcher"] == "spawn":
         port_file = Path(cfg["out"]) / "port"
         if rank == 0:
-            store = dist.TCPStore(
+            store = dist.TCPStore(  # type: ignore[attr-defined]  # torch does not re-export it typed
                 "127.0.0.1", 0, world, True, timeout=timeout, wait_for_workers=False
             )
             _write(port_file, store.port)
@@ -65,7 +65,9 @@ def _torch_setup(rank: int, world: int, cfg: dict[str, Any]) -> Any:
                     raise TimeoutError("rank 0 never wrote the store's port")
                 time.sleep(0.01)
             port = json.loads(port_file.read_text())
-            store = dist.TCPStore("127.0.0.1", port, world, False, timeout=timeout)
+            store = dist.TCPStore(  # type: ignore[attr-defined]  # torch does not re-export it typed
+                "127.0.0.1", port, world, False, timeout=timeout
+            )
         dist.init_process_group("gloo", store=store, rank=rank, world_size=world, timeout=timeout)
     else:
         dist.init_process_group("gloo", timeout=timeout)
@@ -85,7 +87,7 @@ def run(rank: int, world: int, cfg: dict[str, Any]) -> None:
         jax.distributed.initialize(
             coordinator_address=cfg["jax_address"], num_processes=world, process_id=rank
         )
-        dist = None
+        dist: Any = None  # torch.distributed, when it is the engine
     else:
         dist = _torch_setup(rank, world, cfg)
     coord = Coordinator(
@@ -228,15 +230,15 @@ def run(rank: int, world: int, cfg: dict[str, Any]) -> None:
             result["steps"] = step
             _join(coord, result)
         elif scenario == "jax_sigterm":
-            saves = []
-            with coord.stop_on_signals(final_checkpoint=lambda i: saves.append(i.step)) as s:
+            steps_saved: list[int | None] = []
+            with coord.stop_on_signals(final_checkpoint=lambda i: steps_saved.append(i.step)) as s:
                 result["sigterm_handler"] = repr(signal.getsignal(signal.SIGTERM))
                 step = 0
                 while time.monotonic() < limit and not coord.should_stop_at(step):
                     time.sleep(0.01)
                     step += 1
             result["steps"] = step
-            result["saves"] = saves
+            result["saves"] = steps_saved
             _join(coord, result)
         elif scenario == "gated":  # jax: the agreed step without collectives
             step = 0
@@ -267,7 +269,7 @@ def run(rank: int, world: int, cfg: dict[str, Any]) -> None:
     elif cfg.get("engine") == "jax":
         import jax
 
-        jax.distributed.shutdown()
+        jax.distributed.shutdown()  # type: ignore[no-untyped-call]  # jax leaves it untyped
 
 
 def spawn_entry(rank: int, world: int, cfg: dict[str, Any]) -> None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _dist_harness import Job
+if TYPE_CHECKING:  # mypy names this folder's modules from the repository root
+    from tests.distributed._dist_harness import Job
+else:  # pytest runs them with this folder on sys.path
+    from _dist_harness import Job
 
 
 @pytest.fixture

@@ -11,12 +11,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 pytest.importorskip("jax")
 
-from _dist_harness import SRC, WORKER
+if TYPE_CHECKING:  # mypy names this folder's modules from the repository root
+    from tests.distributed._dist_harness import SRC, WORKER
+else:  # pytest runs them with this folder on sys.path
+    from _dist_harness import SRC, WORKER
 
 pytestmark = [pytest.mark.distributed, pytest.mark.jax, pytest.mark.timeout(180)]
 
@@ -27,7 +31,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _run(tmp_path: Path, scenario: str, world: int = 2, term: int | None = None) -> dict:
+def _run(tmp_path: Path, scenario: str, world: int = 2, term: int | None = None) -> dict[int, Any]:
     cfg = {
         "launcher": "jax",
         "engine": "jax",
@@ -75,7 +79,7 @@ def _run(tmp_path: Path, scenario: str, world: int = 2, term: int | None = None)
     return results
 
 
-def test_exception_on_one_process_is_raised_everywhere(tmp_path):
+def test_exception_on_one_process_is_raised_everywhere(tmp_path: Path) -> None:
     """An error on process 1 stops process 0 too; join() raises it on both."""
     results = _run(tmp_path, "error")
     assert results[1]["join"]["type"] == "ValueError"
@@ -86,14 +90,14 @@ def test_exception_on_one_process_is_raised_everywhere(tmp_path):
     assert "jax.distributed" in results[0]["store"]
 
 
-def test_agreed_step_through_the_coordination_service(tmp_path):
+def test_agreed_step_through_the_coordination_service(tmp_path: Path) -> None:
     """should_stop_at answers True at the same step on both processes."""
     results = _run(tmp_path, "gated")
     assert results[0]["steps"] == results[1]["steps"] > 7
     assert all(r["join"] is None and "crash" not in r for r in results.values())
 
 
-def test_sigterm_goes_to_jax_preemption_sync_and_saves_once_each(tmp_path):
+def test_sigterm_goes_to_jax_preemption_sync_and_saves_once_each(tmp_path: Path) -> None:
     """SIGTERM on process 1 is left to JAX's (C-level) handler: no Python handler is installed,
     both processes stop at the same step through reached_preemption_sync_point, each saves once."""
     results = _run(tmp_path, "jax_sigterm", term=1)

@@ -32,6 +32,8 @@ from tickwork.testing import FakeClock
 
 TIMEOUT = 10.0  # real seconds any single wait here may take
 
+Ranks = Callable[..., list[Coordinator]]  # the `ranks` fixture: ranks(world, store=None, **kw)
+
 
 def _make(store: MemoryStore, world: int, **kw: Any) -> list[Coordinator]:
     coords: list[Coordinator | None] = [None] * world
@@ -83,7 +85,7 @@ def _wait(predicate: Callable[[], bool], what: str) -> None:
 
 
 class TestStopAcrossRanks:
-    def test_request_stop_on_one_rank_stops_every_rank(self, ranks):
+    def test_request_stop_on_one_rank_stops_every_rank(self, ranks: Ranks) -> None:
         """A plain stop anywhere turns should_stop() True everywhere; join() returns."""
         coords = ranks(3)
         assert not any(c.should_stop() for c in coords)
@@ -93,7 +95,7 @@ class TestStopAcrossRanks:
         for c in coords:
             c.join()
 
-    def test_join_raises_the_originating_error_everywhere(self, ranks):
+    def test_join_raises_the_originating_error_everywhere(self, ranks: Ranks) -> None:
         """The origin raises its own exception; the others a RemoteError naming rank and host."""
         coords = ranks(3)
         with coords[1].stop_on_exception():
@@ -109,7 +111,7 @@ class TestStopAcrossRanks:
             assert info.value.message == "'missing'"
             assert "raise KeyError" in info.value.remote_traceback
 
-    def test_first_error_in_log_order_wins_on_every_rank(self, ranks):
+    def test_first_error_in_log_order_wins_on_every_rank(self, ranks: Ranks) -> None:
         """Two ranks fail: every rank's join() raises the same (first logged) one."""
         coords = ranks(2)
         coords[0].request_stop(ValueError("first"))
@@ -120,7 +122,7 @@ class TestStopAcrossRanks:
         with pytest.raises(RemoteError, match="ValueError: first"):
             coords[1].join()
 
-    def test_clean_stop_types_are_plain_stops(self, ranks):
+    def test_clean_stop_types_are_plain_stops(self, ranks: Ranks) -> None:
         """StopIteration reported on one rank is a plain stop on all."""
         coords = ranks(2)
         coords[0].request_stop(StopIteration())
@@ -128,7 +130,7 @@ class TestStopAcrossRanks:
         coords[0].join()
         coords[1].join()
 
-    def test_looper_thread_error_reaches_other_ranks(self, ranks):
+    def test_looper_thread_error_reaches_other_ranks(self, ranks: Ranks) -> None:
         """An exception in a LooperThread on rank 0 stops rank 1 with a RemoteError."""
         coords = ranks(2)
 
@@ -143,7 +145,7 @@ class TestStopAcrossRanks:
         with pytest.raises(RemoteError, match="RuntimeError: looper broke"):
             coords[1].join()
 
-    def test_clear_stop_is_refused(self, ranks):
+    def test_clear_stop_is_refused(self, ranks: Ranks) -> None:
         """A job-wide stop cannot be undone on one rank."""
         (coord,) = ranks(1)
         with pytest.raises(RuntimeError, match="cannot be cleared"):
@@ -152,7 +154,7 @@ class TestStopAcrossRanks:
 
 class TestAgreedStep:
     @pytest.mark.parametrize("seed", range(8))
-    def test_ranks_in_lockstep_stop_at_the_same_step(self, ranks, seed):
+    def test_ranks_in_lockstep_stop_at_the_same_step(self, ranks: Ranks, seed: int) -> None:
         """Ranks kept in lockstep by a barrier (a collective) all stop at one step, past the
         step where the stop was requested; none is left waiting in the barrier."""
         world = 3
@@ -183,7 +185,7 @@ class TestAgreedStep:
         assert len(set(steps)) == 1, steps
         assert steps[0] > stop_step
 
-    def test_untracked_ranks_stop_at_once(self, ranks):
+    def test_untracked_ranks_stop_at_once(self, ranks: Ranks) -> None:
         """Without any should_stop_at call before the stop, should_stop_at is True at once."""
         coords = ranks(2)
         coords[0].request_stop()
@@ -198,7 +200,7 @@ class TestDeadRanks:
         store.set(f"tickwork/run/0/default/info/{rank}", json.dumps(info))
         store.set(f"tickwork/run/0/default/hb/{rank}", "0")
 
-    def test_a_silent_rank_is_declared_dead_after_the_timeout(self, ranks):
+    def test_a_silent_rank_is_declared_dead_after_the_timeout(self, ranks: Ranks) -> None:
         """A peer whose heartbeat stops is named in RankDiedError once the timeout passes."""
         clock = FakeClock(1000.0)
         store = MemoryStore()
@@ -228,18 +230,18 @@ class TestDeadRanks:
         finally:
             coord.close(timeout=1)
 
-    def test_a_rank_that_closed_is_not_dead(self, ranks):
+    def test_a_rank_that_closed_is_not_dead(self, ranks: Ranks) -> None:
         """close() posts 'left': the others stop watching it and go on."""
         clock = FakeClock(1000.0)
         coords = ranks(2, clock=clock, heartbeat_interval=1.0)
         coords[1].close()
-        _wait(lambda: coords[0].dead_ranks == frozenset() and 1 in coords[0]._log.left, "left")
+        _wait(lambda: coords[0].dead_ranks == frozenset() and 1 in coords[0].left_ranks, "left")
         for _ in range(10):
             clock.wait_for_sleepers(2)
             clock.advance(1.0)
         assert not coords[0].should_stop()
 
-    def test_idle_load_is_two_requests_per_heartbeat(self, ranks):
+    def test_idle_load_is_two_requests_per_heartbeat(self, ranks: Ranks) -> None:
         """At idle a rank makes one set and one read per heartbeat, and nothing else."""
         clock = FakeClock(1000.0)
         store = MemoryStore()
@@ -265,7 +267,7 @@ class TestDeadRanks:
 
 
 class TestStoreFailures:
-    def test_a_frozen_store_is_noticed_by_the_watchdog(self, ranks):
+    def test_a_frozen_store_is_noticed_by_the_watchdog(self, ranks: Ranks) -> None:
         """Calls that block forever (SIGSTOPped host) end in StoreUnreachableError after the
         timeout, measured without any store call."""
         clock = FakeClock(1000.0)
@@ -281,7 +283,7 @@ class TestStoreFailures:
                 c.join()
             assert c.should_stop_at(0)
 
-    def test_a_dead_store_is_noticed_at_the_next_call(self, ranks):
+    def test_a_dead_store_is_noticed_at_the_next_call(self, ranks: Ranks) -> None:
         """A store that fails (dead host) stops every rank with StoreUnreachableError."""
         store = MemoryStore()
         coords = ranks(2, store=store, heartbeat_interval=0.05, heartbeat_timeout=5.0)
@@ -293,7 +295,9 @@ class TestStoreFailures:
 
 
 class TestPreemption:
-    def test_signal_stops_at_agreed_step_and_saves_once_chaining_the_old_handler(self, ranks):
+    def test_signal_stops_at_agreed_step_and_saves_once_chaining_the_old_handler(
+        self, ranks: Ranks
+    ) -> None:
         """SIGUSR1 in the main thread: the previous handler still runs, should_stop_at is True
         at the next step, the final checkpoint runs once and the report says so."""
         (coord,) = ranks(1)
@@ -321,7 +325,7 @@ class TestPreemption:
 
 
 class TestSharedSpe:
-    def test_every_rank_switches_at_the_same_step(self, ranks):
+    def test_every_rank_switches_at_the_same_step(self, ranks: Ranks) -> None:
         """The decider assigns; ranks in lockstep apply each value from the same step."""
         world = 2
         coords = ranks(world)
@@ -339,7 +343,11 @@ class TestSharedSpe:
                     shared[0].assign(value)
                     # Rank 1's watcher agrees while its main thread waits in the barrier; wait
                     # for it, so that a slow machine cannot reach the stop first.
-                    _wait(lambda v=value: shared[1].value == v, f"spe {value} agreed")
+
+                    def agreed(v: int = value) -> bool:
+                        return shared[1].value == v
+
+                    _wait(agreed, f"spe {value} agreed")
                 if rank == 1 and step >= 60:
                     coord.request_stop()
                 barrier.wait()
@@ -355,7 +363,7 @@ class TestSharedSpe:
         assert [n for _, n in calls[0]][:1] == [1]
         assert {n for _, n in calls[0]} == {1, 2, 4}
 
-    def test_only_the_decider_assigns(self, ranks):
+    def test_only_the_decider_assigns(self, ranks: Ranks) -> None:
         """Another rank's assign() is refused with a message naming the decider."""
         coords = ranks(2)
         spe = SharedStepsPerExecution(coords[1], 1)
@@ -364,7 +372,7 @@ class TestSharedSpe:
 
 
 class TestArguments:
-    def test_bad_arguments_are_named(self):
+    def test_bad_arguments_are_named(self) -> None:
         """Errors name the argument, the rule and the value."""
         with pytest.raises(ValueError, match="'rank' must be an int in"):
             Coordinator(MemoryStore(), rank=3, world_size=2)
@@ -373,20 +381,20 @@ class TestArguments:
         with pytest.raises(TypeError, match="'store' must be a torch.distributed Store"):
             Coordinator(object())
 
-    def test_no_store_and_no_framework_is_explained(self, monkeypatch):
+    def test_no_store_and_no_framework_is_explained(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """store=None outside torch.distributed/jax.distributed says what to pass."""
         monkeypatch.delitem(sys.modules, "torch.distributed", raising=False)
         monkeypatch.delitem(sys.modules, "jax", raising=False)
         with pytest.raises(ValueError, match="neither torch.distributed"):
             Coordinator()
 
-    def test_startup_timeout_names_the_missing_ranks(self):
+    def test_startup_timeout_names_the_missing_ranks(self) -> None:
         """A rank that never arrives is named after startup_timeout."""
         with pytest.raises(TimeoutError, match=r"ranks \[1\] did not join"):
             Coordinator(MemoryStore(), rank=0, world_size=2, startup_timeout=0.2)
 
 
-def test_exports_are_real_and_import_no_framework():
+def test_exports_are_real_and_import_no_framework() -> None:
     """Every name in __all__ exists; importing tickwork.distributed imports no framework."""
     assert list(td.__all__) == sorted(set(td.__all__))
     for name in td.__all__:

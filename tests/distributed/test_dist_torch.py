@@ -9,8 +9,15 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:  # mypy names this folder's modules from the repository root
+    from tests.distributed._dist_harness import Job
+
+    StartJob = Callable[..., Job]  # the `job` fixture: job(launcher, world, **cfg)
 
 pytest.importorskip("torch.distributed")
 
@@ -19,7 +26,9 @@ pytestmark = [pytest.mark.distributed, pytest.mark.torch, pytest.mark.timeout(24
 LAUNCHERS = ["spawn", "torchrun"]
 
 
-def _remote_or_local(error: dict, origin: int, rank: int, type_name: str, message: str) -> None:
+def _remote_or_local(
+    error: dict[str, Any], origin: int, rank: int, type_name: str, message: str
+) -> None:
     assert error is not None, "join() should have raised"
     if rank == origin:
         assert error["type"] == type_name
@@ -36,7 +45,9 @@ def _remote_or_local(error: dict, origin: int, rank: int, type_name: str, messag
 
 class TestStop:
     @pytest.mark.parametrize(("launcher", "world"), [("spawn", 2), ("torchrun", 4)])
-    def test_exception_on_one_rank_is_raised_by_join_everywhere(self, job, launcher, world):
+    def test_exception_on_one_rank_is_raised_by_join_everywhere(
+        self, job: StartJob, launcher: str, world: int
+    ) -> None:
         """An exception on rank 1 stops every rank; join() raises it on each (rebuilt remotely)."""
         j = job(launcher, world, scenario="error", target=1)
         results = j.results()
@@ -44,14 +55,16 @@ class TestStop:
             assert "crash" not in result, result
             _remote_or_local(result["join"], 1, rank, "ValueError", "boom on rank 1")
 
-    def test_clean_stop_on_one_rank_stops_all_without_error(self, job):
+    def test_clean_stop_on_one_rank_stops_all_without_error(self, job: StartJob) -> None:
         """A plain request_stop() on the last rank stops all; join() returns normally."""
         j = job("spawn", 2, scenario="clean", target=1)
         results = j.results()
         assert all(r["join"] is None and "crash" not in r for r in results.values()), results
 
     @pytest.mark.parametrize(("launcher", "world", "seed"), [("spawn", 4, 11), ("torchrun", 2, 5)])
-    def test_agreed_step_under_all_reduce(self, job, launcher, world, seed):
+    def test_agreed_step_under_all_reduce(
+        self, job: StartJob, launcher: str, world: int, seed: int
+    ) -> None:
         """A stop on a random rank at a random step: no hang, every rank ran the same steps."""
         j = job(launcher, world, scenario="allreduce", seed=seed)
         results = j.results()
@@ -69,8 +82,8 @@ class TestStop:
 class TestPreemption:
     @pytest.mark.parametrize(("launcher", "world"), [("spawn", 2), ("torchrun", 2)])
     def test_sigterm_on_one_rank_stops_all_at_one_step_and_saves_once_each(
-        self, job, launcher, world
-    ):
+        self, job: StartJob, launcher: str, world: int
+    ) -> None:
         """SIGTERM on rank 1: all ranks stop at the same step; the final checkpoint runs once
         on every rank, with the signal's name and rank, before the block ends."""
         j = job(launcher, world, scenario="sigterm", deadline=30)
@@ -93,7 +106,7 @@ class TestPreemption:
         assert results[1]["received"] == ["SIGTERM"]
         assert results[0]["received"] == []
 
-    def test_deadline_overrun_is_cut_short_and_reported(self, job):
+    def test_deadline_overrun_is_cut_short_and_reported(self, job: StartJob) -> None:
         """A final checkpoint that runs past the deadline is abandoned at the deadline, told to
         stop (info.cancelled), reported (report.overrun) and raised by join()."""
         j = job("spawn", 2, scenario="overrun", deadline=2.0)
@@ -111,7 +124,7 @@ class TestPreemption:
             assert r["join"]["type"] == "FinalCheckpointError"
             assert len(r["saves"]) == 1
 
-    def test_torchrun_sibling_killed_is_a_dying_job_not_a_preemption(self, job):
+    def test_torchrun_sibling_killed_is_a_dying_job_not_a_preemption(self, job: StartJob) -> None:
         """Under torchrun, SIGKILL of one worker makes the agent SIGTERM the others: they stop,
         name the dead rank, and skip the collective final checkpoint."""
         j = job("torchrun", 2, scenario="torchrun_kill")
@@ -136,7 +149,9 @@ class TestDeadRanks:
             ("torchrun", 2, signal.SIGSTOP),
         ],
     )
-    def test_dead_or_frozen_rank_is_named_by_every_other_rank(self, job, launcher, world, sig):
+    def test_dead_or_frozen_rank_is_named_by_every_other_rank(
+        self, job: StartJob, launcher: str, world: int, sig: signal.Signals
+    ) -> None:
         """A rank SIGKILLed or SIGSTOPped: every other rank stops with RankDiedError naming it,
         within the timeout plus margins."""
         victim = world - 1
@@ -154,7 +169,7 @@ class TestDeadRanks:
             assert r["stopped_at"] - killed < 2.0 + 10.0
 
     @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP])
-    def test_store_host_killed_or_frozen(self, job, sig):
+    def test_store_host_killed_or_frozen(self, job: StartJob, sig: signal.Signals) -> None:
         """Rank 0 hosts the TCPStore; when it dies or freezes, the others stop with
         StoreUnreachableError instead of hanging in a store call."""
         j = job("spawn", 3, scenario="die")
@@ -170,7 +185,7 @@ class TestDeadRanks:
 
 
 class TestSharedSpe:
-    def test_every_rank_applies_the_same_spe_at_the_same_step(self, job):
+    def test_every_rank_applies_the_same_spe_at_the_same_step(self, job: StartJob) -> None:
         """The tuner runs on rank 0 only; ranks of different speeds get the same spe at the
         same steps (an all_reduce of the value checks it every call)."""
         j = job("spawn", 2, scenario="tuner", seconds=3.0)

@@ -97,6 +97,12 @@ class Coordinator(Replicated):
         with self._state:
             return frozenset(self._dead)
 
+    @property
+    def left_ranks(self) -> frozenset[int]:
+        """The ranks whose Coordinator closed normally (they are no longer watched)."""
+        with self._state:
+            return frozenset(self._log.left)
+
     def request_stop(
         self, ex: BaseException | ExcInfo | tuple[None, None, None] | None = None
     ) -> None:
