@@ -54,7 +54,7 @@ _HF_DIR = re.compile(r"checkpoint-(?P<step>\d+)")
 _ORBAX_ANY = re.compile(r"(?:(?P<prefix>.+)_)?(?P<step>\d+)")
 _ORBAX_PREFIXED = re.compile(r"(?P<prefix>[A-Za-z][\w.-]*?)_(?P<step>\d+)")
 # DCP step directories: step_100 (FSDP examples), step-100 (torchtitan), 100, epoch=3.
-_DCP_DIR = re.compile(r"(?:[A-Za-z][\w.=-]*?[-_=])?(?P<step>\d+)")
+_DCP_DIR = re.compile(r"(?:[A-Za-z][\w.=-]*?)?(?P<step>\d+)")
 _DASHED_DIR = re.compile(r"(?P<prefix>[A-Za-z][\w.]*?)-(?P<step>\d+)")
 
 
