@@ -80,18 +80,42 @@ class TestOrder:
             stats = f.statistics()
             assert (stats.yielded, stats.skipped) == (2, 3)
 
-    def test_pending_checkpoint_does_not_hold_back_newer_ones(self) -> None:
-        """An incomplete older checkpoint is handed out once complete, after newer ones."""
+    def test_pending_checkpoint_holds_back_newer_ones(self) -> None:
+        """Order by step is a promise: nothing newer is handed out while an older checkpoint
+        is incomplete; once it completes, both come, in step order."""
         storage, clock = MemoryStorage(), FakeClock()
         data = zip_bytes()
         storage.write("m_1.pt", data[:100])
         torch_files(storage, 2)
         with follower(storage, clock, skip_to_latest=False) as f:
-            assert drain(f) == [2]
+            assert drain(f) == []
             assert f.statistics().pending == 1
             storage.write("m_1.pt", data)
             clock.advance(1.0)
-            assert drain(f) == [1]
+            assert drain(f) == [1, 2]
+
+    def test_pending_checkpoint_deleted_counts_and_releases_the_newer_ones(self) -> None:
+        """An incomplete checkpoint deleted while it holds back newer ones is counted as deleted
+        before reached; the newer ones come."""
+        storage, clock = MemoryStorage(), FakeClock()
+        storage.write("m_1.pt", zip_bytes()[:100])
+        torch_files(storage, 2)
+        with follower(storage, clock, skip_to_latest=False) as f:
+            assert drain(f) == []
+            storage.remove("m_1.pt")
+            clock.advance(1.0)
+            assert drain(f) == [2]
+            stats = f.statistics()
+            assert (stats.yielded, stats.deleted_before_reached) == (1, 1)
+
+    def test_broken_checkpoint_does_not_hold_back_newer_ones(self) -> None:
+        """A corrupt checkpoint (rejected, never handed out) does not stop the ones after it."""
+        storage, clock = MemoryStorage(), FakeClock()
+        storage.write("m_1.keras", b"this is not a zip archive")
+        storage.write("m_2.keras", zip_bytes())
+        with follower(storage, clock, skip_to_latest=False) as f:
+            assert drain(f) == [2]
+            assert f.statistics().rejected == 1
 
     def test_latest_does_not_hand_out(self) -> None:
         """latest() reports the newest complete checkpoint without consuming it."""

@@ -131,9 +131,21 @@ ORDER = tuple((sort_key(s, f"c{s}"), f"c{s}") for s in (1, 2, 3, 4))
 class TestChooseNext:
     order = ORDER
 
-    def test_never_miss_takes_the_first_complete_in_step_order(self) -> None:
-        """Without skipping, the oldest complete checkpoint comes first; pending ones wait."""
+    def test_never_miss_waits_for_the_oldest_pending_one(self) -> None:
+        """Without skipping, nothing newer comes while an older one is pending."""
         statuses = {"c1": Status.PENDING, "c2": Status.COMPLETE, "c3": Status.COMPLETE}
+        statuses["c4"] = Status.COMPLETE
+        assert choose_next(
+            self.order, statuses.__getitem__, skip_to_latest=False, high_water=None
+        ) == (None, [])
+        statuses["c1"] = Status.COMPLETE
+        assert choose_next(
+            self.order, statuses.__getitem__, skip_to_latest=False, high_water=None
+        ) == ("c1", [])
+
+    def test_never_miss_goes_past_broken_ones(self) -> None:
+        """A broken checkpoint (never handed out) does not hold back the next complete one."""
+        statuses = {"c1": Status.BROKEN, "c2": Status.COMPLETE, "c3": Status.PENDING}
         statuses["c4"] = Status.COMPLETE
         assert choose_next(
             self.order, statuses.__getitem__, skip_to_latest=False, high_water=None
@@ -192,7 +204,12 @@ class TestDeletionAndBackoff:
         assert (
             classify_deletion(Status.COMPLETE, skip_to_latest=True, newer_open=False) == "deleted"
         )
-        assert classify_deletion(Status.PENDING, skip_to_latest=False, newer_open=False) is None
+        # Pending (being written, or not yet seen complete): counted all the same.
+        assert (
+            classify_deletion(Status.PENDING, skip_to_latest=False, newer_open=False) == "deleted"
+        )
+        assert classify_deletion(Status.PENDING, skip_to_latest=True, newer_open=True) == "skipped"
+        assert classify_deletion(Status.BROKEN, skip_to_latest=False, newer_open=False) is None
 
     def test_backoff(self) -> None:
         """Idle polls double the interval up to the ceiling; a change resets it."""

@@ -13,14 +13,14 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .._clock import Clock
 from .._errors import ErrorLog, LogThrottle
 from ._checkpoint import Counters
 from ._directory import Candidate, Directory, Update
 from ._formats import FileCheck, Structure, check_file
-from ._layouts import Kind, Scheme, SortKey
+from ._layouts import DCP_MARKER, Kind, Scheme, SortKey, dcp_scheme, looks_like_dcp
 from ._storage import Entry, Storage
 
 __all__ = [
@@ -34,8 +34,25 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Files inside checkpoint directories whose structure is worth checking.
-_CHECKED_INSIDE = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".keras", ".h5", ".hdf5")
+# Files inside checkpoint directories whose structure is worth checking: every file the formats
+# the follower knows need (JSON written in place by the Hugging Face Trainer, weights, pickled
+# torch.distributed.checkpoint metadata).
+_CHECKED_INSIDE = (
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".keras",
+    ".h5",
+    ".hdf5",
+    ".json",
+)
+
+
+def _checked_inside(name: str) -> bool:
+    lowered = name.lower()
+    return lowered.endswith(_CHECKED_INSIDE) or lowered.rsplit("/", 1)[-1] == DCP_MARKER
 
 
 class Status(enum.Enum):
@@ -163,6 +180,8 @@ class _Record:
     reported: bool = False  # its rejection was logged
     gone: bool = False  # found missing while assessed; forgotten at the next round
     whole: bool = False  # its files were all written at some point (see Assessment.whole)
+    # Files inside found whole, by name, with the signature they were whole with (not re-read).
+    whole_files: dict[str, object] = field(default_factory=dict)
 
 
 class Judge:
@@ -257,6 +276,11 @@ class Judge:
         record = self._records.get(key)
         return Status.UNKNOWN if record is None else record.status
 
+    def reason(self, key: str) -> str:
+        """Why the candidate has the status it has (as last assessed)."""
+        record = self._records.get(key)
+        return "" if record is None else record.reason
+
     def whole(self, key: str) -> bool:
         record = self._records.get(key)
         return record is not None and record.whole
@@ -349,6 +373,14 @@ class Judge:
         if scheme.kind is Kind.FILE:
             check = _check(storage, candidate.key, entry.size)
             return decide_file(check, _quiet_for(record, entry.signature, now), self._settle)
+        if scheme.dcp_possible:  # Orbax's names; DCP uses them too: look inside
+            inside = storage.walk(candidate.key)
+            if not inside:  # Orbax renames a full directory into place; DCP makes it first
+                return Assessment(Status.PENDING, "empty directory", self._marker_poll)
+            if looks_like_dcp(e.name for e in inside):
+                assert scheme.regex is not None
+                scheme = dcp_scheme(scheme.regex)
+                self._directory.refine(scheme)
         return _assess_directory(
             candidate, record, scheme, storage, self._settle, self._marker_poll, now
         )
@@ -372,13 +404,7 @@ def _assess_directory(
     if marker_present or not (trusted or scheme.marker_required):
         files = storage.walk(name)
         if scheme.check_files:
-            checks = [
-                _check(storage, inner.name, inner.size)
-                for inner in files
-                if inner.name.lower().endswith(_CHECKED_INSIDE)
-                and inner.size is not None
-                and inner.error is None
-            ]
+            checks = _check_inside(storage, record, files)
         quiet = _quiet_for(record, tuple((*e.signature, e.name) for e in files), now)
     return decide_directory(
         scheme,
@@ -389,6 +415,25 @@ def _assess_directory(
         settle=settle,
         marker_poll=marker_poll,
     )
+
+
+def _check_inside(storage: Storage, record: _Record, files: Sequence[Entry]) -> list[FileCheck]:
+    """The checks of the checkable files inside a directory; a file found whole before and not
+    changed since is not read again."""
+    known = record.whole_files
+    checks: list[FileCheck] = []
+    for inner in files:
+        if inner.size is None or inner.error is not None or not _checked_inside(inner.name):
+            continue
+        if known.get(inner.name) == inner.signature:
+            continue
+        check = _check(storage, inner.name, inner.size)
+        if check.structure is Structure.COMPLETE:
+            known[inner.name] = inner.signature
+        else:
+            known.pop(inner.name, None)
+        checks.append(check)
+    return checks
 
 
 def _check(storage: Storage, relpath: str, size: int | None) -> FileCheck:

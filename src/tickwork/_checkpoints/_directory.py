@@ -139,6 +139,18 @@ class Directory:
         """The directory is gone: every entry counts as deleted."""
         return self._apply(dict.fromkeys(self.entries))
 
+    def refine(self, scheme: Scheme) -> None:
+        """A candidate's contents showed the layout more precisely than the names did (a
+        torch.distributed.checkpoint directory named as Orbax names its own): use ``scheme``,
+        which claims the same names, from now on."""
+        if self.scheme is not None and self.scheme.layout != scheme.layout:
+            logger.info(
+                "checkpoint layout of %r: %s (from a checkpoint's contents)",
+                self.storage.directory,
+                scheme.layout,
+            )
+        self.scheme = scheme
+
     def entry_for(self, key: str) -> Entry | None:
         """The entry of ``key`` when it is known fresh (remote: the last listing, which is
         re-taken every poll; locally: stat'ed in this round), else None (stat it)."""

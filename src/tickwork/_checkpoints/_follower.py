@@ -145,6 +145,7 @@ class CheckpointFollower:
             skip_to_latest=options.skip_to_latest,
             floor=floor,
             counters=self._counters,
+            clock=self._clock,
         )
         self._watching = Watching(
             storage,

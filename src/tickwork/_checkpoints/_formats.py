@@ -14,21 +14,30 @@ HDF5 (Keras ``.weights.h5`` / ``.h5``)
     The superblock's file-consistency flags are set while a writer has the file open and cleared
     at close, and its end-of-file address gives the size once closed.
 
+JSON (Hugging Face's ``trainer_state.json``, ``config.json``: written in place)
+    The whole file parses (a prefix of a JSON object or array never does).
+pickle (torch.distributed.checkpoint's ``.metadata``)
+    The opcodes read without executing anything (:func:`pickletools.genops`) end with STOP
+    exactly at the end of the file.
+
 Anything else (the legacy pickle ``torch.save`` format, unknown files) is :attr:`UNCHECKABLE`;
 the follower then waits until the file has not changed for ``settle_secs``.
 
-All checks read a few bytes through ``read_at(offset, size)`` and never the whole file.
+The binary checks read a few bytes through ``read_at(offset, size)``; JSON and pickle files are
+read whole, up to a bound (larger ones are uncheckable).
 """
 
 from __future__ import annotations
 
 import enum
+import io
 import json
+import pickletools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["FileCheck", "ReadAt", "Structure", "check_file"]
+__all__ = ["DCP_METADATA", "FileCheck", "ReadAt", "Structure", "check_file"]
 
 ReadAt = Callable[[int, int], bytes]
 """``read_at(offset, size)``: up to ``size`` bytes of the file from ``offset``."""
@@ -45,6 +54,8 @@ _MAX_COMMENT = 0xFFFF
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _SAFETENSORS_MAX_HEADER = 100_000_000  # what the safetensors library itself accepts
 _ZIP_SUFFIXES = (".pt", ".pth", ".ckpt", ".keras")
+_WHOLE_READ_MAX = 64 << 20  # JSON and pickle files up to this size are read whole and parsed
+DCP_METADATA = ".metadata"  # torch.distributed.checkpoint writes it last (to .tmp, renamed)
 _HDF5_SUFFIXES = (".h5", ".hdf5")
 
 
@@ -188,9 +199,61 @@ def _check_hdf5(size: int, at: int, read_at: ReadAt) -> FileCheck:
     return FileCheck(Structure.COMPLETE, "hdf5", f"closed, {eof} bytes")
 
 
+def _read_whole(size: int, read_at: ReadAt) -> bytes | None:
+    """The file's bytes, or None when it is too big to parse or shorter than its size says."""
+    if size > _WHOLE_READ_MAX:
+        return None
+    data = read_at(0, size)
+    return data if len(data) == size else None
+
+
+def _check_json(size: int, read_at: ReadAt) -> FileCheck:
+    if size == 0:
+        return FileCheck(Structure.INCOMPLETE, "json", "empty (being written)")
+    data = _read_whole(size, read_at)
+    if data is None:
+        if size > _WHOLE_READ_MAX:
+            return FileCheck(Structure.UNCHECKABLE, "json", f"{size} bytes: too big to parse")
+        return FileCheck(Structure.INCOMPLETE, "json", "shorter than its size says")
+    try:
+        json.loads(data)
+    except ValueError as exc:  # a file written in place: what is there so far does not parse
+        return FileCheck(Structure.INCOMPLETE, "json", f"not whole JSON yet: {exc}")
+    return FileCheck(Structure.COMPLETE, "json", f"whole JSON, {size} bytes")
+
+
+def _check_pickle(size: int, read_at: ReadAt) -> FileCheck:
+    if size == 0:
+        return FileCheck(Structure.INCOMPLETE, "pickle", "empty (being written)")
+    data = _read_whole(size, read_at)
+    if data is None:
+        if size > _WHOLE_READ_MAX:
+            return FileCheck(Structure.UNCHECKABLE, "pickle", f"{size} bytes: too big to parse")
+        return FileCheck(Structure.INCOMPLETE, "pickle", "shorter than its size says")
+    if data[:1] != b"\x80":
+        return FileCheck(Structure.CORRUPT, "pickle", "no pickle protocol header")
+    end = -1
+    try:
+        for opcode, _arg, position in pickletools.genops(io.BytesIO(data)):
+            if opcode.name == "STOP" and position is not None:
+                end = position + 1
+                break
+    except ValueError as exc:  # genops raises ValueError for truncated or unknown opcodes
+        return FileCheck(Structure.INCOMPLETE, "pickle", f"truncated: {exc}")
+    if end < 0:
+        return FileCheck(Structure.INCOMPLETE, "pickle", "no STOP opcode yet")
+    if end != size:
+        return FileCheck(Structure.CORRUPT, "pickle", f"STOP at {end} of {size} bytes")
+    return FileCheck(Structure.COMPLETE, "pickle", f"whole pickle, {size} bytes")
+
+
 def check_file(name: str, size: int, read_at: ReadAt) -> FileCheck:
     """What the structure of file ``name`` (``size`` bytes) says about its completeness."""
     lowered = name.lower()
+    if lowered.endswith(".json"):
+        return _check_json(size, read_at)
+    if lowered.rsplit("/", 1)[-1] == DCP_METADATA:
+        return _check_pickle(size, read_at)
     if size < 8:
         return FileCheck(Structure.INCOMPLETE, "unknown", f"only {size} bytes")
     head = read_at(0, 16)

@@ -13,6 +13,7 @@ one and keeps it.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "COMMIT_MARKER",
+    "DCP_MARKER",
     "HF_MARKER",
     "CheckpointPattern",
     "Claim",
@@ -27,8 +29,10 @@ __all__ = [
     "Layout",
     "Scheme",
     "SortKey",
+    "dcp_scheme",
     "detect_scheme",
     "epoch_from_name",
+    "looks_like_dcp",
     "scheme_for",
     "sort_key",
     "split_suffix",
@@ -38,6 +42,9 @@ __all__ = [
 
 COMMIT_MARKER = "commit_success.txt"  # Orbax's commit marker (written where rename is not atomic)
 HF_MARKER = "trainer_state.json"  # the Hugging Face Trainer writes it into each checkpoint-<step>
+DCP_MARKER = ".metadata"  # torch.distributed.checkpoint writes it last, after every shard
+DCP_SIGNS = (DCP_MARKER, DCP_MARKER + ".tmp")  # names inside a directory that DCP writes
+DCP_SHARD_SUFFIX = ".distcp"
 _ORBAX_TMP = ".orbax-checkpoint-tmp"
 KERAS_SUFFIXES = (".keras", ".weights.h5", ".h5")
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
@@ -46,6 +53,9 @@ _TF_DATA = re.compile(r"(?P<key>.+)\.data-(?P<i>\d+)-of-(?P<n>\d+)")
 _HF_DIR = re.compile(r"checkpoint-(?P<step>\d+)")
 _ORBAX_ANY = re.compile(r"(?:(?P<prefix>.+)_)?(?P<step>\d+)")
 _ORBAX_PREFIXED = re.compile(r"(?P<prefix>[A-Za-z][\w.-]*?)_(?P<step>\d+)")
+# DCP step directories: step_100 (FSDP examples), step-100 (torchtitan), 100, epoch=3.
+_DCP_DIR = re.compile(r"(?:[A-Za-z][\w.=-]*?)?(?P<step>\d+)")
+_DASHED_DIR = re.compile(r"(?P<prefix>[A-Za-z][\w.]*?)-(?P<step>\d+)")
 
 
 # -- steps from names -------------------------------------------------------------------------
@@ -123,6 +133,7 @@ class Layout(str, enum.Enum):
     HUGGINGFACE = "huggingface"  # checkpoint-<step> directories
     KERAS = "keras"  # .keras / .weights.h5 files
     TORCH = "torch"  # .pt / .pth / .ckpt / .safetensors files
+    DCP = "dcp"  # torch.distributed.checkpoint step directories (.metadata written last)
 
 
 class Kind(enum.Enum):
@@ -195,6 +206,9 @@ class Scheme:
     directory is complete only with it (Hugging Face, patterns with a marker; Orbax on GCS).
     ``trust_rename``: locally the writer renames the finished directory into place (Orbax).
     ``check_files``: the checkable files inside a directory must be complete too.
+    ``dcp_possible``: detected from names that torch.distributed.checkpoint directories share
+    with Orbax's (``step_100``, ``100``); a directory whose contents show DCP's files turns the
+    scheme into the DCP one (see :func:`dcp_scheme`), and an empty one is not complete.
     """
 
     layout: str
@@ -205,6 +219,7 @@ class Scheme:
     marker_required: bool = False
     trust_rename: bool = False
     check_files: bool = False
+    dcp_possible: bool = False
     state_filename: str = "checkpoint"
 
     def claim(self, name: str, is_dir: bool) -> Claim | None:
@@ -298,11 +313,35 @@ def scheme_for(
             marker_required=True,
             check_files=True,
         )
+    if layout is Layout.DCP:
+        return dcp_scheme(_DCP_DIR)
     if layout is Layout.KERAS:
         return Scheme("keras", Kind.FILE, suffixes=KERAS_SUFFIXES)
     if layout is Layout.TORCH:
         return Scheme("torch", Kind.FILE, suffixes=TORCH_SUFFIXES)
     raise ValueError(f"no scheme for layout {layout!r}")  # AUTO is resolved by detect_scheme
+
+
+def dcp_scheme(regex: re.Pattern[str]) -> Scheme:
+    """The torch.distributed.checkpoint scheme for directories named by ``regex``: complete once
+    its ``.metadata`` is there and whole (DCP writes it after every shard)."""
+    return Scheme(
+        "dcp",
+        Kind.DIRECTORY,
+        regex=regex,
+        marker=DCP_MARKER,
+        marker_required=True,
+        check_files=True,
+    )
+
+
+def looks_like_dcp(names: Iterable[str]) -> bool:
+    """Whether the names of files inside a directory are torch.distributed.checkpoint's."""
+    for name in names:
+        base = name.rsplit("/", 1)[-1]
+        if base in DCP_SIGNS or base.endswith(DCP_SHARD_SUFFIX):
+            return True
+    return False
 
 
 def _evidence(name: str, is_dir: bool, state_filename: str) -> tuple[int, str | None] | None:
@@ -328,6 +367,9 @@ def _evidence(name: str, is_dir: bool, state_filename: str) -> tuple[int, str | 
     found = _ORBAX_PREFIXED.fullmatch(name)
     if found:
         return (5, found.group("prefix"))
+    found = _DASHED_DIR.fullmatch(name)
+    if found:  # not Orbax's naming; torchtitan's DCP step-<n>
+        return (6, found.group("prefix"))
     return None
 
 
@@ -338,6 +380,7 @@ _RANKED = {
     3: Layout.KERAS,
     4: Layout.TORCH,
     5: Layout.ORBAX,
+    6: Layout.DCP,
 }
 
 
@@ -351,7 +394,9 @@ def detect_scheme(
 
     In order of precedence: a TensorFlow state file or ``.index`` file; Hugging Face
     ``checkpoint-<step>`` directories; Orbax numbered (or temporary) step directories; Keras
-    files; PyTorch files; Orbax ``<prefix>_<step>`` directories.
+    files; PyTorch files; Orbax ``<prefix>_<step>`` directories; ``<prefix>-<step>``
+    directories (torch.distributed.checkpoint, as torchtitan names them). Orbax's names are
+    also DCP's: such a scheme is ``dcp_possible`` and turns DCP when a directory shows it.
     """
     best: tuple[int, str | None] | None = None
     for name, is_dir in entries:
@@ -362,9 +407,16 @@ def detect_scheme(
                 break
     if best is None:
         return None
-    return scheme_for(
-        _RANKED[best[0]],
+    rank, prefix = best
+    if rank == 6:
+        assert prefix is not None
+        return dcp_scheme(re.compile(re.escape(prefix) + r"-(?P<step>\d+)"))
+    scheme = scheme_for(
+        _RANKED[rank],
         state_filename=state_filename,
         commit_marker_required=commit_marker_required,
-        orbax_prefix=best[1],
+        orbax_prefix=prefix,
     )
+    if scheme.layout == "orbax":
+        scheme = dataclasses.replace(scheme, dcp_possible=True)
+    return scheme

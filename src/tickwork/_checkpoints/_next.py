@@ -13,14 +13,18 @@ import logging
 from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
 
+from .._clock import Clock
 from ._checkpoint import Counters
 from ._completeness import Judge, Status
 from ._directory import Candidate, Directory, Update
 from ._layouts import Kind, SortKey
 
-__all__ = ["Queue", "choose_next", "classify_deletion"]
+__all__ = ["BLOCKED_WARNING_SECS", "Queue", "choose_next", "classify_deletion"]
 
 logger = logging.getLogger(__name__)
+
+# Seconds an incomplete checkpoint may hold back newer complete ones before a warning says so.
+BLOCKED_WARNING_SECS = 60.0
 
 _K = TypeVar("_K", bound=Hashable)
 
@@ -36,7 +40,10 @@ class Queue:
         skip_to_latest: bool,
         floor: SortKey | None,
         counters: Counters,
+        clock: Clock,
     ) -> None:
+        self._clock = clock
+        self._blocked: tuple[str, float, bool] | None = None  # key, since, warned
         self._directory = directory
         self._judge = judge
         self._skip_to_latest = skip_to_latest
@@ -62,18 +69,19 @@ class Queue:
         del self._open[index]
         if counted:
             return
+        status = self._judge.known_status(candidate.key)
         verdict = classify_deletion(
-            self._judge.known_status(candidate.key),
-            skip_to_latest=self._skip_to_latest,
-            newer_open=newer_open,
-            whole=self._judge.whole(candidate.key),
+            status, skip_to_latest=self._skip_to_latest, newer_open=newer_open
         )
+        if self._blocked is not None and self._blocked[0] == candidate.key:
+            self._blocked = None
         if verdict == "deleted":
             self._counters.add(deleted_before_reached=1)
             logger.warning(
-                "checkpoint %r (step %s) was deleted before it was handed out",
+                "checkpoint %r (step %s) was deleted before it was handed out%s",
                 self._directory.storage.join(candidate.key),
                 candidate.step,
+                " (while still pending)" if status is Status.PENDING else "",
             )
         elif verdict == "skipped":
             self._counters.add(skipped=1)
@@ -89,11 +97,13 @@ class Queue:
             high_water=self._high_water,
         )
         if key is None:
+            self._note_blocked()
             return None
+        self._blocked = None
         chosen = candidates[key]
-        if passed:
+        if passed:  # a pending one passed over will not be handed out either: skipped too
             known = self._judge.known_status
-            counted = sum(1 for k in passed if known(k) in (Status.COMPLETE, Status.UNKNOWN))
+            counted = sum(1 for k in passed if known(k) is not Status.BROKEN)
             del self._open[: len(passed)]
             self._judge.passed_over(passed)
             self._counters.add(skipped=counted)
@@ -101,6 +111,34 @@ class Queue:
         if index < len(self._open) and self._open[index][1] == key:
             del self._open[index]
         return chosen
+
+    def _note_blocked(self) -> None:
+        """In step order, the oldest open checkpoint holds back the newer ones while pending;
+        say so once when that lasts (a writer killed mid-save leaves one that never completes)."""
+        if self._skip_to_latest or len(self._open) < 2:
+            self._blocked = None
+            return
+        known = self._judge.known_status
+        head = next((k for _, k in self._open if known(k) is not Status.BROKEN), None)
+        if head is None or known(head) is not Status.PENDING:
+            self._blocked = None
+            return
+        now = self._clock.now()
+        if self._blocked is None or self._blocked[0] != head:
+            self._blocked = (head, now, False)
+            return
+        _key, since, warned = self._blocked
+        if not warned and now - since >= BLOCKED_WARNING_SECS:
+            self._blocked = (head, since, True)
+            logger.warning(
+                "checkpoint %r has been incomplete for %.0f s and holds back %d newer ones "
+                "(skip_to_latest=False hands them out in step order): %s; delete it, or rewrite "
+                "it, if its writer died",
+                self._directory.storage.join(head),
+                now - since,
+                len(self._open) - 1,
+                self._judge.reason(head),
+            )
 
     def handed_out(self, candidate: Candidate) -> None:
         """Nothing at or below ``candidate`` is handed out from now on (``skip_to_latest``)."""
@@ -139,15 +177,20 @@ def choose_next(
     ``order``: the open checkpoints (not yet handed out or passed over), ascending by sort key.
     ``status_of`` may assess lazily; it is called only for the checkpoints looked at.
 
-    ``skip_to_latest=False``: the first complete checkpoint in step order; nothing is passed
-    over (a pending one does not hold back a complete newer one: it is handed out when it
-    completes). ``skip_to_latest=True``: the newest complete checkpoint above ``high_water``
-    (the last one handed out); every open checkpoint older than it is passed over.
+    ``skip_to_latest=False``: the oldest open checkpoint, once it is complete; nothing is passed
+    over, and nothing newer is handed out while an older one is pending (being written: order
+    by step is a promise, so the consumer waits for it, or for its deletion). Broken ones
+    (rejected, never handed out) do not hold back the rest. ``skip_to_latest=True``: the newest
+    complete checkpoint above ``high_water`` (the last one handed out); every open checkpoint
+    older than it is passed over.
     """
     if not skip_to_latest:
         for _, key in order:
-            if status_of(key) is Status.COMPLETE:
+            status = status_of(key)
+            if status is Status.COMPLETE:
                 return key, []
+            if status is not Status.BROKEN:  # pending: nothing newer before it
+                return None, []
         return None, []
     for index in range(len(order) - 1, -1, -1):
         position, key = order[index]
@@ -158,17 +201,16 @@ def choose_next(
     return None, []
 
 
-def classify_deletion(
-    status: Status, *, skip_to_latest: bool, newer_open: bool, whole: bool = False
-) -> str | None:
+def classify_deletion(status: Status, *, skip_to_latest: bool, newer_open: bool) -> str | None:
     """What the deletion of an open (not yet handed out) checkpoint counts as.
 
-    ``"deleted"`` (it was due and the consumer never got it), ``"skipped"`` (with
-    ``skip_to_latest``, a newer one would have been handed out instead), or None (it never was
-    complete). A checkpoint not yet assessed counts as complete: it was listed with its final
-    name; so does one that was ``whole`` (all written, not yet committed).
+    ``"deleted"`` (the consumer never got it), ``"skipped"`` (with ``skip_to_latest``, a newer
+    one would have been handed out instead), or None for a broken one (counted as rejected
+    already). A pending one counts too, whatever it was waiting for: a checkpoint the consumer
+    was waiting for (or had not yet seen complete: the writer deletes finished checkpoints only)
+    ends up yielded, skipped, deleted or rejected, always exactly one of them.
     """
-    if status is Status.BROKEN or (status is Status.PENDING and not whole):
+    if status is Status.BROKEN:
         return None
     if skip_to_latest and newer_open:
         return "skipped"

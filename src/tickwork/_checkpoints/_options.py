@@ -42,7 +42,8 @@ class FollowOptions:
     """The settings of a :class:`tickwork.CheckpointFollower` (each checked when built).
 
     ``layout``: ``"auto"`` (detected from the first entries that identify one), ``"tensorflow"``,
-    ``"orbax"``, ``"huggingface"``, ``"keras"``, ``"torch"``, or a :class:`CheckpointPattern`.
+    ``"orbax"``, ``"huggingface"``, ``"keras"``, ``"torch"``, ``"dcp"``, or a
+    :class:`CheckpointPattern`.
     ``skip_to_latest``: True hands out the newest complete checkpoint each time (TensorFlow's
     behaviour, older ones counted as skipped); False every complete checkpoint once, in step order.
     ``state_file``: a local JSON file recording the last checkpoint finished; a restarted follower
