@@ -5,6 +5,7 @@ service), never a server of tickwork's own. Neither framework is imported until 
 is used. See ``docs/distributed.md``.
 """
 
+from .._public import publish as _publish
 from ._coordinator import Coordinator as Coordinator
 from ._errors import DistributedError as DistributedError
 from ._errors import FinalCheckpointError as FinalCheckpointError
@@ -34,3 +35,5 @@ __all__ = [
     "StoreError",
     "StoreUnreachableError",
 ]
+
+_publish(globals())
