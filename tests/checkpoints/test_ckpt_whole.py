@@ -162,22 +162,40 @@ class TestHuggingFaceWhole:
             assert drain(f) == [2]
             assert f.statistics().skipped == 1
 
-    def test_a_checkpoint_that_never_completes_is_named_once(
+    def test_a_checkpoint_that_never_completes_is_passed_over_after_a_minute(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """A writer killed mid-save holds the newer ones back; after a minute, one warning."""
+        """A writer killed mid-save holds the newer ones back for a minute; then the incomplete
+        one is passed over (one warning, counted as rejected) and the newer ones come in order."""
         storage, clock = MemoryStorage(), FakeClock()
         storage.write("checkpoint-1/trainer_state.json", b"")
         storage.write("checkpoint-2/trainer_state.json", TRAINER_STATE)
+        storage.write("checkpoint-3/trainer_state.json", TRAINER_STATE)
         with follower(storage, clock) as f:
             assert drain(f) == []
             clock.advance(30.0)
             assert drain(f) == []
-            assert "holds back" not in caplog.text
+            assert "taken to have died" not in caplog.text
             clock.advance(31.0)
-            assert drain(f) == []
+            assert drain(f) == [2, 3]
+            stats = f.statistics()
+            assert (stats.yielded, stats.rejected, stats.deleted_before_reached) == (2, 1, 0)
             clock.advance(60.0)
             assert drain(f) == []
-        warnings = [r for r in caplog.records if "holds back 1 newer" in r.getMessage()]
+        warnings = [r for r in caplog.records if "taken to have died" in r.getMessage()]
         assert len(warnings) == 1
         assert "checkpoint-1" in warnings[0].getMessage()
+
+    def test_an_incomplete_one_with_nothing_newer_ready_is_waited_for(self) -> None:
+        """Held back only a pending newer one: the old one is not given up, however long."""
+        storage, clock = MemoryStorage(), FakeClock()
+        storage.write("checkpoint-1/trainer_state.json", b"")
+        storage.write("checkpoint-2/trainer_state.json", b"")
+        with follower(storage, clock) as f:
+            assert drain(f) == []
+            clock.advance(600.0)
+            assert drain(f) == []
+            storage.write("checkpoint-1/trainer_state.json", TRAINER_STATE)
+            clock.advance(1.0)
+            assert drain(f) == [1]
+            assert f.statistics().rejected == 0

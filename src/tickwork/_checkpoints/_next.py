@@ -19,12 +19,13 @@ from ._completeness import Judge, Status
 from ._directory import Candidate, Directory, Update
 from ._layouts import Kind, SortKey
 
-__all__ = ["BLOCKED_WARNING_SECS", "Queue", "choose_next", "classify_deletion"]
+__all__ = ["ABANDON_SECS", "Queue", "choose_next", "classify_deletion"]
 
 logger = logging.getLogger(__name__)
 
-# Seconds an incomplete checkpoint may hold back newer complete ones before a warning says so.
-BLOCKED_WARNING_SECS = 60.0
+# Seconds an incomplete checkpoint may hold back a newer complete one (in step order) before its
+# writer is taken to have died (killed mid-save): it is then passed over, counted as rejected.
+ABANDON_SECS = 60.0
 
 _K = TypeVar("_K", bound=Hashable)
 
@@ -97,7 +98,8 @@ class Queue:
             high_water=self._high_water,
         )
         if key is None:
-            self._note_blocked()
+            if self._note_blocked():
+                return self.choose()
             return None
         self._blocked = None
         chosen = candidates[key]
@@ -112,33 +114,43 @@ class Queue:
             del self._open[index]
         return chosen
 
-    def _note_blocked(self) -> None:
-        """In step order, the oldest open checkpoint holds back the newer ones while pending;
-        say so once when that lasts (a writer killed mid-save leaves one that never completes)."""
+    def _note_blocked(self) -> bool:
+        """In step order, the oldest open checkpoint holds back the newer ones while pending. A
+        writer killed mid-save leaves one that never completes: once it has held back a newer
+        *complete* one for :data:`ABANDON_SECS`, it is passed over (logged, counted as rejected)
+        and True is returned, so the caller chooses again."""
         if self._skip_to_latest or len(self._open) < 2:
             self._blocked = None
-            return
+            return False
         known = self._judge.known_status
         head = next((k for _, k in self._open if known(k) is not Status.BROKEN), None)
         if head is None or known(head) is not Status.PENDING:
             self._blocked = None
-            return
+            return False
         now = self._clock.now()
         if self._blocked is None or self._blocked[0] != head:
             self._blocked = (head, now, False)
-            return
-        _key, since, warned = self._blocked
-        if not warned and now - since >= BLOCKED_WARNING_SECS:
-            self._blocked = (head, since, True)
-            logger.warning(
-                "checkpoint %r has been incomplete for %.0f s and holds back %d newer ones "
-                "(skip_to_latest=False hands them out in step order): %s; delete it, or rewrite "
-                "it, if its writer died",
-                self._directory.storage.join(head),
-                now - since,
-                len(self._open) - 1,
-                self._judge.reason(head),
-            )
+            return False
+        _key, since, _warned = self._blocked
+        if now - since < ABANDON_SECS:
+            return False
+        candidates = self._directory.candidates
+        newer = [k for _, k in self._open if k != head]
+        if not any(self._judge.status(candidates[k]) is Status.COMPLETE for k in newer):
+            return False  # nothing newer is ready: keep waiting for this one
+        self._blocked = None
+        index = next(i for i, (_, k) in enumerate(self._open) if k == head)
+        del self._open[index]
+        self._judge.passed_over([head])
+        self._counters.add(rejected=1)
+        logger.warning(
+            "checkpoint %r has been incomplete for %.0f s while newer ones are complete; its "
+            "writer is taken to have died mid-save: passed over (counted as rejected): %s",
+            self._directory.storage.join(head),
+            now - since,
+            self._judge.reason(head),
+        )
+        return True
 
     def handed_out(self, candidate: Candidate) -> None:
         """Nothing at or below ``candidate`` is handed out from now on (``skip_to_latest``)."""
