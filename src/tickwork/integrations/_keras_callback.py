@@ -7,15 +7,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
-from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 
-from .._done_marker import DEFAULT_DONE_MARKER, TrainingEnd
-from ._trainer_link import FinalSave, TrainerLink
+from ._trainer_link import FinalSave, LinkedCallback, LinkOptions, TrainerLink
 from ._uncaught import UncaughtWatch
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["TickworkCallback"]
 
@@ -43,7 +43,7 @@ def _is_chief() -> bool:
     return True
 
 
-class TickworkCallback(keras.callbacks.Callback):  # type: ignore[misc]
+class TickworkCallback(LinkedCallback, keras.callbacks.Callback):  # type: ignore[misc]
     """Tell the evaluator when ``fit()`` ended, stop it on a tickwork stop, run periodic work.
 
     * ``on_train_begin``: on the chief, removes a stale done marker; installs the ``signals``
@@ -77,16 +77,9 @@ class TickworkCallback(keras.callbacks.Callback):  # type: ignore[misc]
         checkpoint_dir: str | os.PathLike[str] | None = None,
         *,
         model_checkpoint: Any = None,
-        done_marker: str | None = DEFAULT_DONE_MARKER,
-        storage_options: Mapping[str, Any] | None = None,
-        stop: object = None,
-        signals: Iterable[int | signal.Signals] | None = (signal.SIGTERM,),
-        final_checkpoint: bool = True,
         final_checkpoint_name: str = "final-step{step}.keras",
-        save_deadline: float | None = None,
-        background: Iterable[object] = (),
-        clear_stale_marker: bool = True,
         is_chief: bool | None = None,
+        **options: Unpack[LinkOptions],
     ) -> None:
         super().__init__()
         if model_checkpoint is not None and not isinstance(
@@ -98,11 +91,6 @@ class TickworkCallback(keras.callbacks.Callback):  # type: ignore[misc]
             )
         if checkpoint_dir is None and model_checkpoint is not None:
             checkpoint_dir = os.path.dirname(os.fspath(model_checkpoint.filepath)) or "."
-        if checkpoint_dir is None and (done_marker is not None or final_checkpoint):
-            raise ValueError(
-                "'checkpoint_dir' must be given (or a 'model_checkpoint' to take it from) for the "
-                "done marker and the final checkpoint; got None"
-            )
         if not isinstance(final_checkpoint_name, str) or "/" in final_checkpoint_name:
             raise ValueError(
                 "'final_checkpoint_name' must be a file name (no '/'); "
@@ -110,39 +98,20 @@ class TickworkCallback(keras.callbacks.Callback):  # type: ignore[misc]
             )
         if is_chief is not None and not isinstance(is_chief, bool):
             raise TypeError(f"'is_chief' must be a bool or None; got {is_chief!r}")
-        self.link = TrainerLink(
-            done_marker=done_marker,
-            checkpoint_dir=checkpoint_dir,
-            storage_options=storage_options,
-            stop=stop,
-            signals=signals,
-            final_checkpoint=final_checkpoint,
-            save_deadline=save_deadline,
-            background=background,
-            clear_stale_marker=clear_stale_marker,
-            allow_tuner=False,
-        )
+        self.link = TrainerLink(checkpoint_dir=checkpoint_dir, allow_tuner=False, **options)
+        if checkpoint_dir is None and (
+            self.link.done_marker is not None or self.link.final_checkpoint_wanted
+        ):
+            raise ValueError(
+                "'checkpoint_dir' must be given (or a 'model_checkpoint' to take it from) for the "
+                "done marker and the final checkpoint; got None"
+            )
         self.model_checkpoint = model_checkpoint
         self.final_checkpoint_name = final_checkpoint_name
         self._is_chief_arg = is_chief
         self._is_saver = True
         self._epoch = 0
         self._uncaught = UncaughtWatch(self._fail)
-
-    @property
-    def training_end(self) -> TrainingEnd | None:
-        """What the done marker said (None before it is written, and off the chief)."""
-        return self.link.training_end
-
-    @property
-    def final_checkpoint(self) -> str:
-        """What became of the final checkpoint (a :class:`FinalSave` value)."""
-        return self.link.final_checkpoint
-
-    @property
-    def stopped(self) -> bool:
-        """True once a tickwork stop stopped ``fit()``."""
-        return self.link.stopped
 
     def _step(self) -> int:
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))

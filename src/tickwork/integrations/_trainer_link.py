@@ -26,10 +26,11 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from .._clock import MONOTONIC, Clock
 from .._done_marker import (
+    DEFAULT_DONE_MARKER,
     TrainingEnd,
     TrainingStatus,
     clear_done_marker,
@@ -42,7 +43,7 @@ from .._timed_thread import TimedThread
 from .._tuning._tuner import StepsPerExecutionTuner
 from .._validate import check_optional_nonnegative
 
-__all__ = ["FinalSave", "TrainerLink"]
+__all__ = ["FinalSave", "LinkOptions", "LinkSettings", "LinkedCallback", "TrainerLink"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +111,46 @@ def _check_background(background: Iterable[object], *, allow_tuner: bool) -> tup
     return items
 
 
+class LinkOptions(TypedDict, total=False):
+    """The options every TickworkCallback takes (see :class:`TrainerLink` for the defaults)."""
+
+    done_marker: str | None
+    storage_options: Mapping[str, Any] | None
+    stop: object
+    signals: Iterable[int | signal.Signals] | None
+    final_checkpoint: bool
+    save_deadline: float | None
+    background: Iterable[object]
+    clear_stale_marker: bool
+
+
+class LinkSettings(LinkOptions, total=False):
+    """:class:`LinkOptions` and the checkpoint directory (keyword-only in these callbacks)."""
+
+    checkpoint_dir: str | os.PathLike[str] | None
+
+
+class LinkedCallback:
+    """What every TickworkCallback reports, read from its :class:`TrainerLink`."""
+
+    link: TrainerLink
+
+    @property
+    def training_end(self) -> TrainingEnd | None:
+        """What the done marker said (None before it is written, and where nothing is saved)."""
+        return self.link.training_end
+
+    @property
+    def final_checkpoint(self) -> str:
+        """What became of the final checkpoint (a :class:`FinalSave` value)."""
+        return self.link.final_checkpoint
+
+    @property
+    def stopped(self) -> bool:
+        """True once a tickwork stop stopped the trainer."""
+        return self.link.stopped
+
+
 class TrainerLink:
     """The state one trainer callback keeps (see the module docs). Not thread-safe: its methods
     are called from the trainer's thread; only the stop sources are set from elsewhere."""
@@ -117,15 +158,15 @@ class TrainerLink:
     def __init__(
         self,
         *,
-        done_marker: str | None,
-        checkpoint_dir: str | os.PathLike[str] | None,
-        storage_options: Mapping[str, Any] | None,
-        stop: object,
-        signals: Iterable[int | signal.Signals] | None,
-        final_checkpoint: bool,
-        save_deadline: float | None,
-        background: Iterable[object],
-        clear_stale_marker: bool,
+        done_marker: str | None = DEFAULT_DONE_MARKER,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        stop: object = None,
+        signals: Iterable[int | signal.Signals] | None = (signal.SIGTERM,),
+        final_checkpoint: bool = True,
+        save_deadline: float | None = None,
+        background: Iterable[object] = (),
+        clear_stale_marker: bool = True,
         allow_tuner: bool = True,
         clock: Clock | None = None,
     ) -> None:

@@ -32,25 +32,25 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:
     import lightning.pytorch as pl
 except ImportError:  # the standalone pytorch_lightning package
     import pytorch_lightning as pl  # type: ignore[no-redef]
 
-from .._done_marker import DEFAULT_DONE_MARKER, TrainingEnd
 from .._public import publish as _publish
-from ._trainer_link import TrainerLink
+from ._trainer_link import LinkedCallback, LinkSettings, TrainerLink
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["TickworkCallback"]
 
 logger = logging.getLogger(__name__)
 
 
-class TickworkCallback(pl.Callback):  # type: ignore[misc,unused-ignore]
+class TickworkCallback(LinkedCallback, pl.Callback):  # type: ignore[misc,unused-ignore]
     """Tell the evaluator when training ended, stop on a tickwork stop, run periodic work.
 
     Args:
@@ -73,48 +73,9 @@ class TickworkCallback(pl.Callback):  # type: ignore[misc,unused-ignore]
         clear_stale_marker: remove a marker left by an earlier run when training starts.
     """
 
-    def __init__(
-        self,
-        *,
-        done_marker: str | None = DEFAULT_DONE_MARKER,
-        checkpoint_dir: str | os.PathLike[str] | None = None,
-        storage_options: Mapping[str, Any] | None = None,
-        stop: object = None,
-        signals: Iterable[int | signal.Signals] | None = (signal.SIGTERM,),
-        final_checkpoint: bool = True,
-        save_deadline: float | None = None,
-        background: Iterable[object] = (),
-        clear_stale_marker: bool = True,
-    ) -> None:
+    def __init__(self, **settings: Unpack[LinkSettings]) -> None:
         super().__init__()
-        self.link = TrainerLink(
-            done_marker=done_marker,
-            checkpoint_dir=checkpoint_dir,
-            storage_options=storage_options,
-            stop=stop,
-            signals=signals,
-            final_checkpoint=final_checkpoint,
-            save_deadline=save_deadline,
-            background=background,
-            clear_stale_marker=clear_stale_marker,
-        )
-
-    # -- what happened ----------------------------------------------------------------------------
-
-    @property
-    def training_end(self) -> TrainingEnd | None:
-        """What the done marker said (None before it is written, and on other ranks)."""
-        return self.link.training_end
-
-    @property
-    def final_checkpoint(self) -> str:
-        """What became of the final checkpoint (a :class:`FinalSave` value)."""
-        return self.link.final_checkpoint
-
-    @property
-    def stopped(self) -> bool:
-        """True once a tickwork stop stopped the trainer."""
-        return self.link.stopped
+        self.link = TrainerLink(**settings)
 
     # -- hooks ------------------------------------------------------------------------------------
 

@@ -29,23 +29,23 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import transformers
 
-from .._done_marker import DEFAULT_DONE_MARKER, TrainingEnd
 from .._public import publish as _publish
-from ._trainer_link import FinalSave, TrainerLink
+from ._trainer_link import FinalSave, LinkedCallback, LinkSettings, TrainerLink
 from ._uncaught import UncaughtWatch
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["TickworkCallback"]
 
 logger = logging.getLogger(__name__)
 
 
-class TickworkCallback(transformers.TrainerCallback):  # type: ignore[misc,unused-ignore]
+class TickworkCallback(LinkedCallback, transformers.TrainerCallback):  # type: ignore[misc,unused-ignore]
     """Tell the evaluator when training ended, stop on a tickwork stop, run periodic work.
 
     Args:
@@ -67,52 +67,13 @@ class TickworkCallback(transformers.TrainerCallback):  # type: ignore[misc,unuse
         clear_stale_marker: remove a marker left by an earlier run when training begins.
     """
 
-    def __init__(
-        self,
-        *,
-        done_marker: str | None = DEFAULT_DONE_MARKER,
-        checkpoint_dir: str | os.PathLike[str] | None = None,
-        storage_options: Mapping[str, Any] | None = None,
-        stop: object = None,
-        signals: Iterable[int | signal.Signals] | None = (signal.SIGTERM,),
-        final_checkpoint: bool = True,
-        save_deadline: float | None = None,
-        background: Iterable[object] = (),
-        clear_stale_marker: bool = True,
-    ) -> None:
+    def __init__(self, **settings: Unpack[LinkSettings]) -> None:
         super().__init__()
-        self.link = TrainerLink(
-            done_marker=done_marker,
-            checkpoint_dir=checkpoint_dir,
-            storage_options=storage_options,
-            stop=stop,
-            signals=signals,
-            final_checkpoint=final_checkpoint,
-            save_deadline=save_deadline,
-            background=background,
-            clear_stale_marker=clear_stale_marker,
-        )
+        self.link = TrainerLink(**settings)
         self._is_saver = False
         self._step = 0
         self._save_requested = False
         self._uncaught = UncaughtWatch(self._fail)
-
-    # -- what happened ----------------------------------------------------------------------------
-
-    @property
-    def training_end(self) -> TrainingEnd | None:
-        """What the done marker said (None before it is written, and on other processes)."""
-        return self.link.training_end
-
-    @property
-    def final_checkpoint(self) -> str:
-        """What became of the final checkpoint (a :class:`FinalSave` value)."""
-        return self.link.final_checkpoint
-
-    @property
-    def stopped(self) -> bool:
-        """True once a tickwork stop stopped the Trainer."""
-        return self.link.stopped
 
     # -- hooks ------------------------------------------------------------------------------------
 
