@@ -11,11 +11,16 @@ from __future__ import annotations
 import abc
 import threading
 import time
-from typing import Protocol, TypeAlias, runtime_checkable
+import weakref
+from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
+
+if TYPE_CHECKING:
+    from ._sync import SignalSafeEvent
 
 __all__ = [
     "FOREIGN_STOP_POLL",
     "MONOTONIC",
+    "RELAY_SLICE",
     "Clock",
     "CoordinatorLike",
     "MonotonicClock",
@@ -25,11 +30,15 @@ __all__ = [
     "as_waitable",
     "check_clock",
     "os_timeout",
+    "relayed_stop",
 ]
 
 # Seconds. A combined stop signal blocks on one of its parts; a part that cannot be subscribed to
 # (a foreign Event or coordinator) is looked at this often while it waits on another one.
 FOREIGN_STOP_POLL = 0.02
+# Seconds. A relay thread (relayed_stop) blocks on its foreign stop in slices this long: it ends
+# within one slice of its combination being closed or dropped; the stop itself wakes it at once.
+RELAY_SLICE = 1.0
 
 
 def os_timeout(timeout: float | None) -> float | None:
@@ -186,22 +195,76 @@ def as_waitable(stop: object, *, argument: str = "stop") -> Waitable | None:
 
 
 class _AnyStop:
-    """Set when any of its parts is set (see :func:`any_stop`)."""
+    """Set when any of its parts is set (see :func:`any_stop` and :func:`relayed_stop`)."""
 
-    __slots__ = ("__weakref__", "_block_on", "_joined", "_others", "_parts")
+    __slots__ = (
+        "__weakref__",
+        "_block_on",
+        "_closed",
+        "_foreign",
+        "_joined",
+        "_others",
+        "_parts",
+        "_relay_name",
+        "_threads",
+    )
 
-    def __init__(self, parts: tuple[Waitable, ...]) -> None:
+    def __init__(self, parts: tuple[Waitable, ...], relay_name: str | None = None) -> None:
         from ._sync import SignalSafeEvent
 
         self._parts = parts
-        # tickwork's own events call back into `_joined` when set; the rest are waited on or polled.
+        # tickwork's own events call back into `_joined` when set; the rest are waited on or
+        # polled, or (relayed) each has a thread blocked on it that sets `_joined`.
         self._joined = SignalSafeEvent()
         foreign = [p for p in parts if not isinstance(p, SignalSafeEvent)]
+        self._relay_name = relay_name
+        self._closed = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._foreign = tuple(foreign)
+        if relay_name is not None:
+            foreign = []
         self._block_on: Waitable = foreign[0] if foreign else self._joined
         self._others = tuple(foreign[1:]) if foreign else ()
         for part in parts:
             if isinstance(part, SignalSafeEvent):
                 part.subscribe(self._joined.set)
+        if relay_name is not None:
+            if any(part.is_set() for part in self._foreign):
+                self._joined.set()
+            self._start_relays()
+
+    @property
+    def event(self) -> Waitable:
+        """tickwork's own event behind the combination (set by every part once relayed)."""
+        return self._joined
+
+    def _start_relays(self) -> None:
+        from ._naming import thread_name
+
+        self._threads = []
+        for part in self._foreign:
+            thread = threading.Thread(
+                target=_relay,
+                args=(part, weakref.ref(self._joined), self._closed),
+                name=thread_name(f"stop relay ({self._relay_name})"),
+                daemon=True,
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def close(self) -> None:
+        """End the relay threads (within :data:`RELAY_SLICE`; not waited for)."""
+        self._closed.set()
+
+    def running_thread_names(self) -> list[str]:
+        return [t.name for t in self._threads if t.is_alive()]
+
+    def after_fork_in_child(self) -> None:
+        """The relay threads did not come along: start them again (unless closed)."""
+        self._joined.reinit_after_fork()
+        if self._relay_name is not None and not self._closed.is_set():
+            self._closed = threading.Event()
+            self._start_relays()
 
     def is_set(self) -> bool:
         return any(part.is_set() for part in self._parts)
@@ -224,6 +287,23 @@ class _AnyStop:
 
     def __repr__(self) -> str:
         return f"<stop signal: any of {', '.join(repr(p) for p in self._parts)}>"
+
+
+def _relay(stop: Waitable, event: weakref.ref[SignalSafeEvent], closed: threading.Event) -> None:
+    while not closed.is_set() and event() is not None:
+        if stop.wait(RELAY_SLICE):
+            target = event()
+            if target is not None:
+                target.set()
+            return
+
+
+def relayed_stop(*stops: Waitable | None, name: str) -> _AnyStop:
+    """The combination of :func:`any_stop` for a long-lived owner that never polls: each foreign
+    stop gets a daemon thread (``tickwork:stop relay (name)``) blocked on it, so a wait on
+    ``.event`` ends at once on any stop and costs no wake-up while idle. The owner calls
+    ``close()`` when done (the threads end within :data:`RELAY_SLICE`)."""
+    return _AnyStop(tuple(stop for stop in stops if stop is not None), relay_name=name)
 
 
 def any_stop(*stops: Waitable | None) -> Waitable | None:

@@ -14,7 +14,7 @@ import pytest
 import tickwork
 from tickwork._checkpoints import _watching
 from tickwork._checkpoints._events import InotifyBackend, WatchfilesBackend, inotify_available
-from tickwork._checkpoints._watching import StopRelay
+from tickwork._clock import relayed_stop
 from tickwork._sync import SignalSafeEvent
 
 REAL_WAIT = 10.0  # real seconds; reached only on failure
@@ -111,11 +111,11 @@ class TestInotifyBackend:
         assert raised.value.filename == str(tmp_path / "none")
 
 
-class TestStopRelay:
+class TestRelayedStop:
     def test_a_foreign_event_sets_the_relay_event(self) -> None:
         """A plain threading.Event is relayed by a thread blocked on it: no polling, at once."""
         foreign = threading.Event()
-        relay = StopRelay([foreign, None], "test")
+        relay = relayed_stop(foreign, None, name="test")
         try:
             assert not relay.event.is_set()
             threading.Timer(0.05, foreign.set).start()
@@ -127,15 +127,15 @@ class TestStopRelay:
         """tickwork events need no thread; an already-set stop sets the event at once."""
         own, done = SignalSafeEvent(), threading.Event()
         done.set()
-        relay = StopRelay([own], "test")
+        relay = relayed_stop(own, name="test")
         assert relay.running_thread_names() == []
         own.set()
         assert relay.event.is_set()
-        assert StopRelay([done], "test").event.is_set()
+        assert relayed_stop(done, name="test").event.is_set()
 
     def test_closing_ends_the_relay_thread(self) -> None:
         """close() ends the thread within one slice."""
-        relay = StopRelay([threading.Event()], "test")
+        relay = relayed_stop(threading.Event(), name="test")
         [name] = relay.running_thread_names()
         assert name.startswith("tickwork:stop relay")
         relay.close()

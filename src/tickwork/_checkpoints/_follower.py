@@ -15,7 +15,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, TypeAlias
 
 from .. import _fork
-from .._clock import Clock, StopSignal, Waitable, any_stop, as_waitable, check_clock
+from .._clock import (
+    Clock,
+    StopSignal,
+    Waitable,
+    any_stop,
+    as_waitable,
+    check_clock,
+    relayed_stop,
+)
 from .._errors import ErrorLog
 from .._sync import SignalSafeEvent
 from .._validate import check_optional_nonnegative
@@ -29,7 +37,7 @@ from ._next import Queue
 from ._options import FollowOptions, FollowSettings, Watch, follow_options, takes_settings
 from ._storage import Storage, open_storage
 from ._tfstate import DEFAULT_STATE_FILENAME
-from ._watching import StopRelay, Watching
+from ._watching import Watching
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -104,7 +112,7 @@ class CheckpointFollower:
         user_stop = as_waitable(stop)
         self._stop: Waitable | None = any_stop(user_stop, _own_stop)
         # What waits wait on: one tickwork event, set by any stop (no polling while idle).
-        self._relay = StopRelay([user_stop, _own_stop], storage.directory)
+        self._relay = relayed_stop(user_stop, _own_stop, name=storage.directory)
         self._state_filename = options.latest_filename or DEFAULT_STATE_FILENAME
         self._holder = Holder(storage.directory, options.hold_dir) if options.hold else None
         self._counters = Counters()

@@ -13,21 +13,17 @@ is looked for again and again (locally every 0.1 s at most) and followed once it
 from __future__ import annotations
 
 import logging
-import threading
-import weakref
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .._clock import Clock, Waitable, any_stop
 from .._errors import ErrorLog, LogThrottle
-from .._naming import thread_name
 from .._sync import SignalSafeEvent
 from ._checkpoint import Counters
 from ._events import EventBackend, EventWatcher, default_backend
 from ._options import Watch
 from ._storage import Entry, Storage, changed_names, network_filesystem
 
-__all__ = ["Observation", "StopRelay", "Watching", "next_poll_interval"]
+__all__ = ["Observation", "Watching", "next_poll_interval"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +31,6 @@ logger = logging.getLogger(__name__)
 _MISSING_PROBE = 0.1
 # Event-driven: a full listing this often, in case the OS dropped events (queue overflow).
 _EVENTS_RESCAN = 60.0
-# Seconds. A relay thread blocks on a foreign stop in slices this long: it ends within one slice
-# of its relay being closed (or dropped); the stop itself wakes it at once.
-_RELAY_SLICE = 1.0
 
 
 def next_poll_interval(
@@ -48,68 +41,6 @@ def next_poll_interval(
     if changed:
         return base
     return min(maximum, max(base, current * factor))
-
-
-class StopRelay:
-    """One tickwork event, :attr:`event`, set as soon as any of ``stops`` is.
-
-    tickwork's own events are subscribed to; any other stop (a :class:`threading.Event`,
-    TensorFlow's coordinator) gets a thread blocked on it. So a wait on :attr:`event` ends at
-    once on any stop and costs no wake-up while idle (where polling a foreign stop every 20 ms
-    costs about as much CPU as following the directory).
-    """
-
-    def __init__(self, stops: Sequence[Waitable | None], name: str) -> None:
-        self.event = SignalSafeEvent()
-        self._name = name
-        self._closed = threading.Event()
-        self._foreign: list[Waitable] = []
-        self._threads: list[threading.Thread] = []
-        for stop in stops:
-            if stop is None:
-                continue
-            if isinstance(stop, SignalSafeEvent):
-                stop.subscribe(self.event.set)
-            elif stop.is_set():
-                self.event.set()
-            else:
-                self._foreign.append(stop)
-        self._start_threads()
-
-    def _start_threads(self) -> None:
-        self._threads = []
-        for stop in self._foreign:
-            thread = threading.Thread(
-                target=_relay,
-                args=(stop, weakref.ref(self.event), self._closed),
-                name=thread_name(f"stop relay ({self._name})"),
-                daemon=True,
-            )
-            self._threads.append(thread)
-            thread.start()
-
-    def after_fork_in_child(self) -> None:
-        """The relay threads did not come along: start them again (unless closed)."""
-        self.event.reinit_after_fork()
-        if not self._closed.is_set():
-            self._closed = threading.Event()
-            self._start_threads()
-
-    def close(self) -> None:
-        """End the relay threads (within one slice; not waited for)."""
-        self._closed.set()
-
-    def running_thread_names(self) -> list[str]:
-        return [t.name for t in self._threads if t.is_alive()]
-
-
-def _relay(stop: Waitable, event: weakref.ref[SignalSafeEvent], closed: threading.Event) -> None:
-    while not closed.is_set() and event() is not None:
-        if stop.wait(_RELAY_SLICE):
-            target = event()
-            if target is not None:
-                target.set()
-            return
 
 
 @dataclass
