@@ -42,6 +42,7 @@ from .. import (
     every,
     stop_on_signals,
 )
+from .._naming import THREAD_PREFIX, thread_name
 from ._demo_report import summary
 from ._toy import Array, Blobs, Mlp
 
@@ -125,7 +126,7 @@ def _loader(
             return
 
     thread = LooperThread(coord, None, target=produce)
-    thread.name = f"demo-loader-{seed}"
+    thread.name = thread_name(f"demo-loader-{seed}")
     return thread
 
 
@@ -309,7 +310,7 @@ def _run(config: DemoConfig, console: Console, workdir: Path) -> DemoResult:
         (e.step or 0, float(e.value)) for e in evaluator.results() if e.ok and e.value is not None
     ]
     result.threads = {"demo-progress": reporter.statistics()} | {
-        t.name: t.statistics() for t in loaders
+        t.name.removeprefix(THREAD_PREFIX): t.statistics() for t in loaders
     }
     if config.workdir is not None:
         tuner.history.to_csv(config.workdir / "tuner_history.csv")
