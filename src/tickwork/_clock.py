@@ -301,7 +301,8 @@ def _relay(stop: Waitable, event: weakref.ref[SignalSafeEvent], closed: threadin
 def relayed_stop(*stops: Waitable | None, name: str) -> _AnyStop:
     """The combination of :func:`any_stop` for a long-lived owner that never polls: each foreign
     stop gets a daemon thread (``tickwork:stop relay (name)``) blocked on it, so a wait on
-    ``.event`` ends at once on any stop and costs no wake-up while idle. The owner calls
+    ``.event`` ends at once on any stop and never polls (a relay thread wakes once every
+    :data:`RELAY_SLICE` to see whether it was closed). The owner calls
     ``close()`` when done (the threads end within :data:`RELAY_SLICE`)."""
     return _AnyStop(tuple(stop for stop in stops if stop is not None), relay_name=name)
 
