@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,3 +88,29 @@ def evaluated_steps(log: Path) -> list[int]:
 
 def marker_payload(directory: Path, name: str = "DONE") -> dict[str, object]:
     return dict(json.loads((directory / name).read_text()))
+
+
+def drive_worker(
+    worker: subprocess.Popen[str], ready: Path | None, waiting_at: str
+) -> tuple[int, str, str]:
+    """Wait for a training worker to end; with ``ready``, SIGTERM it once that file exists (it
+    writes it while waiting at ``waiting_at``). Bounded; the worker is killed if still running."""
+    try:
+        if ready is not None:
+            limit = time.monotonic() + LIMIT
+            while not ready.exists():
+                assert worker.poll() is None, worker.communicate()
+                assert time.monotonic() < limit, f"the worker never reached {waiting_at}"
+                time.sleep(0.02)  # waiting for another process's file, bounded
+            worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=LIMIT)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    return worker.returncode, out, err
+
+
+def worker_result(out: str) -> dict[str, Any]:
+    """The JSON record a worker prints as its last line."""
+    return dict(json.loads(out.strip().splitlines()[-1]))

@@ -5,18 +5,22 @@ with a final model.save."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from .follow_helpers import LIMIT, evaluated_steps, finish, following, marker_payload
+from .follow_helpers import (
+    drive_worker,
+    evaluated_steps,
+    finish,
+    following,
+    marker_payload,
+    worker_result,
+)
 
 pytest.importorskip("keras")
 pytest.importorskip("torch")
@@ -35,24 +39,7 @@ def run_worker(*args: str, ready: Path | None = None) -> tuple[int, str, str]:
         text=True,
         env=dict(os.environ, KERAS_BACKEND="torch"),
     )
-    try:
-        if ready is not None:
-            limit = time.monotonic() + LIMIT
-            while not ready.exists():
-                assert worker.poll() is None, worker.communicate()
-                assert time.monotonic() < limit, "the worker never reached batch 5"
-                time.sleep(0.02)  # waiting for another process's file, bounded
-            worker.send_signal(signal.SIGTERM)
-        out, err = worker.communicate(timeout=LIMIT)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.communicate()
-    return worker.returncode, out, err
-
-
-def result(out: str) -> dict[str, Any]:
-    return dict(json.loads(out.strip().splitlines()[-1]))
+    return drive_worker(worker, ready, "batch 5")
 
 
 def test_completed_fit_is_followed_to_the_end(tmp_path: Path) -> None:
@@ -63,7 +50,7 @@ def test_completed_fit_is_followed_to_the_end(tmp_path: Path) -> None:
         code, out, err = run_worker("complete", str(run))
         fcode, fout, ferr = finish(follower)
     assert code == 0, out + err
-    assert result(out)["excepthook_restored"] is True
+    assert worker_result(out)["excepthook_restored"] is True
     assert fcode == 0, fout + ferr
     assert evaluated_steps(log) == [2, 4, 6, 8]
     payload = marker_payload(run)
@@ -96,7 +83,7 @@ def test_sigterm_stops_fit_and_saves_a_final_checkpoint(tmp_path: Path) -> None:
         code, out, err = run_worker("sigterm", str(run), str(ready), ready=ready)
         fcode, fout, ferr = finish(follower)
     assert code == 0, out + err
-    assert result(out) == {
+    assert worker_result(out) == {
         "before_calls": [int(signal.SIGTERM)],
         "handler_restored": True,
         "excepthook_restored": True,

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,14 @@ import pytest
 import tickwork
 from tickwork import TrainingStatus
 
-from .follow_helpers import LIMIT, evaluated_steps, finish, following, marker_payload
+from .follow_helpers import (
+    LIMIT,
+    drive_worker,
+    evaluated_steps,
+    finish,
+    following,
+    marker_payload,
+)
 
 pl = pytest.importorskip("lightning.pytorch")
 torch = pytest.importorskip("torch")
@@ -231,18 +237,7 @@ def _sigterm_run(
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        limit = time.monotonic() + LIMIT
-        while not ready.exists():
-            assert worker.poll() is None, worker.communicate()
-            assert time.monotonic() < limit, "the worker never reached step 6"
-            time.sleep(0.02)  # waiting for another process's file, bounded
-        worker.send_signal(signal.SIGTERM)
-        out, err = worker.communicate(timeout=LIMIT)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.communicate()
+    _code, out, err = drive_worker(worker, ready, "step 6")
     code, fout, ferr = finish(follower)
     return code, fout, ferr, out, err, worker.returncode
 

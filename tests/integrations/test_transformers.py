@@ -5,13 +5,11 @@ control.should_training_stop with the Trainer's own final save; periodic work ov
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,15 @@ import pytest
 import tickwork
 from tickwork import TrainingStatus
 
-from .follow_helpers import LIMIT, evaluated_steps, finish, following, marker_payload
+from .follow_helpers import (
+    LIMIT,
+    drive_worker,
+    evaluated_steps,
+    finish,
+    following,
+    marker_payload,
+    worker_result,
+)
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -50,24 +56,7 @@ def run_worker(*args: str, ready: Path | None = None) -> tuple[int, str, str]:
         text=True,
         env=env,
     )
-    try:
-        if ready is not None:
-            limit = time.monotonic() + LIMIT
-            while not ready.exists():
-                assert worker.poll() is None, worker.communicate()
-                assert time.monotonic() < limit, "the worker never reached step 7"
-                time.sleep(0.02)  # waiting for another process's file, bounded
-            worker.send_signal(signal.SIGTERM)
-        out, err = worker.communicate(timeout=LIMIT)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.communicate()
-    return worker.returncode, out, err
-
-
-def result(out: str) -> dict[str, Any]:
-    return dict(json.loads(out.strip().splitlines()[-1]))
+    return drive_worker(worker, ready, "step 7")
 
 
 @pytest.mark.slow  # a Trainer process each
@@ -80,7 +69,7 @@ class TestEndToEnd:
             code, out, err = run_worker("complete", str(run))
             fcode, fout, ferr = finish(follower)
         assert code == 0, out + err
-        assert result(out)["excepthook_restored"] is True
+        assert worker_result(out)["excepthook_restored"] is True
         assert fcode == 0, fout + ferr
         assert evaluated_steps(log) == [2, 4, 6, 8]
         payload = marker_payload(run)
@@ -112,7 +101,7 @@ class TestEndToEnd:
             code, out, err = run_worker("sigterm", str(run), str(ready), ready=ready)
             fcode, fout, ferr = finish(follower)
         assert code == 0, out + err
-        assert result(out) == {
+        assert worker_result(out) == {
             "before_calls": [int(signal.SIGTERM)],
             "handler_restored": True,
             "excepthook_restored": True,
