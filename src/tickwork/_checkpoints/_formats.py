@@ -207,14 +207,22 @@ def _read_whole(size: int, read_at: ReadAt) -> bytes | None:
     return data if len(data) == size else None
 
 
-def _check_json(size: int, read_at: ReadAt) -> FileCheck:
+def _whole_or_why(kind: str, size: int, read_at: ReadAt) -> bytes | FileCheck:
+    """The whole file, or why it cannot be judged by its whole contents (yet)."""
     if size == 0:
-        return FileCheck(Structure.INCOMPLETE, "json", "empty (being written)")
+        return FileCheck(Structure.INCOMPLETE, kind, "empty (being written)")
     data = _read_whole(size, read_at)
     if data is None:
         if size > _WHOLE_READ_MAX:
-            return FileCheck(Structure.UNCHECKABLE, "json", f"{size} bytes: too big to parse")
-        return FileCheck(Structure.INCOMPLETE, "json", "shorter than its size says")
+            return FileCheck(Structure.UNCHECKABLE, kind, f"{size} bytes: too big to parse")
+        return FileCheck(Structure.INCOMPLETE, kind, "shorter than its size says")
+    return data
+
+
+def _check_json(size: int, read_at: ReadAt) -> FileCheck:
+    data = _whole_or_why("json", size, read_at)
+    if isinstance(data, FileCheck):
+        return data
     try:
         json.loads(data)
     except ValueError as exc:  # a file written in place: what is there so far does not parse
@@ -223,13 +231,9 @@ def _check_json(size: int, read_at: ReadAt) -> FileCheck:
 
 
 def _check_pickle(size: int, read_at: ReadAt) -> FileCheck:
-    if size == 0:
-        return FileCheck(Structure.INCOMPLETE, "pickle", "empty (being written)")
-    data = _read_whole(size, read_at)
-    if data is None:
-        if size > _WHOLE_READ_MAX:
-            return FileCheck(Structure.UNCHECKABLE, "pickle", f"{size} bytes: too big to parse")
-        return FileCheck(Structure.INCOMPLETE, "pickle", "shorter than its size says")
+    data = _whole_or_why("pickle", size, read_at)
+    if isinstance(data, FileCheck):
+        return data
     if data[:1] != b"\x80":
         return FileCheck(Structure.CORRUPT, "pickle", "no pickle protocol header")
     end = -1
