@@ -1,4 +1,4 @@
-"""Run one piece of work (a final checkpoint) in a thread of its own, waiting for it until a deadline.
+"""Run one piece of work (a final save) in a thread of its own, waiting for it until a deadline.
 
 The one mechanism behind "save once, within the deadline" for the cross-rank Coordinator's
 preemption stop and the trainer callbacks: the work runs in a named thread; the caller waits on
