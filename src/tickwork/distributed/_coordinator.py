@@ -1,20 +1,9 @@
 """tickwork.distributed.Coordinator: one stop for every rank of a job, through the job's own store.
 
-The API and semantics of :class:`tickwork.Coordinator` (it is a subclass), across processes:
-
-* ``request_stop()`` on any rank sets the local flag at once and hands a record to this rank's
-  *sender* thread, which claims the next free entry ``ev/<n>`` of an ordered event log in the
-  store (first writer wins, so every rank reads the same order). Every rank's *watcher* thread is
-  blocked in a store ``wait`` on the next entry; it is woken by the store in one round trip and
-  sets the local flag. ``should_stop()`` only reads that flag.
-* ``should_stop_at(step)``: when a rank learns of the first stop, it freezes the step it had
-  reached (see :meth:`Coordinator.should_stop_at`) and publishes it; every rank stops after the
-  largest published step, so the ranks leave their collectives together.
-* The sender also writes a heartbeat counter every ``heartbeat_interval`` and reads the peers'
-  (2 requests per interval); a peer whose counter has not moved for ``heartbeat_timeout`` is
-  dead. A *watchdog* thread (no store calls) stops everything with StoreUnreachableError when no
-  store round trip has completed for ``heartbeat_timeout`` (a frozen store host blocks store calls
-  far past the store's own timeout).
+The API and semantics of :class:`tickwork.Coordinator` (it is one), across processes. This class
+is the thin public face; the work is done by one private :class:`~._replica.Replica` made of
+small parts (rendezvous, outbox and heartbeats, event log and stop bell, agreements, watchdog):
+see :mod:`._replica` and docs/distributed.md for the protocol.
 
 Keys live under ``tickwork/<run_id>/<restart>/<namespace>/``.
 """
@@ -22,19 +11,22 @@ Keys live under ``tickwork/<run_id>/<restart>/<namespace>/``.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any
+from typing import Any, final
 
+from .._clock import Clock
+from .._coordinator import Coordinator as _LocalCoordinator
 from .._coordinator import ExcInfo, _exception_of
-from ._errors import (
-    StoreUnreachableError,
-    error_record,
-)
+from .._validate import check_positive
+from ._env import resolve
+from ._errors import error_record
 from ._preemption import PreemptionInfo, PreemptionStop
-from ._runtime import _UNSET, Replicated, _peek
+from ._rendezvous import Keys
+from ._replica import Replica
 
 __all__ = ["Coordinator"]
 
@@ -43,7 +35,8 @@ logger = logging.getLogger(__name__)
 _MAX_POSTED_ERRORS = 16
 
 
-class Coordinator(Replicated):
+@final
+class Coordinator(_LocalCoordinator):
     """A :class:`tickwork.Coordinator` shared by every rank of a distributed job.
 
     Args:
@@ -55,7 +48,8 @@ class Coordinator(Replicated):
             process group / ``jax.distributed``, else the ``RANK`` / ``WORLD_SIZE`` environment
             (torchrun sets them).
         heartbeat_timeout: seconds without a heartbeat after which a peer is declared dead, and
-            without a store round trip after which the store is declared unreachable. Default 5.
+            that a store call may take before the store is declared unreachable. Default 15
+            (three times torch's own 5 s stalls; see docs/distributed.md).
         heartbeat_interval: seconds between heartbeats (default 1; must be < heartbeat_timeout).
         startup_timeout: how long the constructor waits for every rank to arrive (default 300).
         run_id, namespace: parts of the key prefix (run_id defaults to ``TORCHELASTIC_RUN_ID``
@@ -69,70 +63,112 @@ class Coordinator(Replicated):
     leaves with :meth:`close` or a ``with`` block.
     """
 
+    def __init__(
+        self,
+        store: object = None,
+        *,
+        rank: int | None = None,
+        world_size: int | None = None,
+        heartbeat_timeout: float = 15.0,
+        heartbeat_interval: float = 1.0,
+        startup_timeout: float = 300.0,
+        run_id: str | None = None,
+        namespace: str = "default",
+        hosts_store: bool | None = None,
+        clean_stop_exception_types: Iterable[type[BaseException]] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(clean_stop_exception_types, clock=clock)
+        timeout = check_positive("heartbeat_timeout", heartbeat_timeout)
+        interval = check_positive("heartbeat_interval", heartbeat_interval)
+        if interval >= timeout:
+            raise ValueError(
+                f"'heartbeat_interval' must be < heartbeat_timeout={heartbeat_timeout!r}; "
+                f"got {heartbeat_interval!r}"
+            )
+        startup = check_positive("startup_timeout", startup_timeout)
+        run = run_id or os.environ.get("TORCHELASTIC_RUN_ID") or "run"
+        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT") or "0"
+        for name, value in (("run_id", run), ("namespace", namespace)):
+            if not isinstance(value, str) or not value or "/" in value:
+                raise ValueError(f"'{name}' must be a non-empty str without '/'; got {value!r}")
+        found = resolve(store, rank, world_size, hosts_store)
+        self._posted_plain = False
+        self._posted_errors = 0
+        self._replica = Replica(
+            self,
+            found,
+            keys=Keys(f"tickwork/{run}/{restart}/{namespace}/"),
+            timeout=timeout,
+            interval=interval,
+            startup=startup,
+            clock=self._clock,
+            on_stop=self._stop_here,
+        )
+
     # -- what the caller sees ---------------------------------------------------------------------
 
     @property
     def rank(self) -> int:
-        return self._rank
+        """This process's rank."""
+        return self._replica.rank
 
     @property
     def world_size(self) -> int:
-        return self._world
+        """The number of ranks."""
+        return self._replica.world
 
     @property
     def heartbeat_timeout(self) -> float:
-        return self._timeout
+        """Seconds of silence after which a rank is dead (and a store call overdue)."""
+        return self._replica.timeout
 
     @property
     def store_description(self) -> str:
-        return self._describe
+        """Where the store lives (``"TCPStore at 127.0.0.1:29500"``)."""
+        return self._replica.describe
 
     @property
     def store_requests(self) -> int:
         """Store requests this rank's threads have made so far (for load measurements)."""
-        return _peek(self._requests)
+        return self._replica.calls.count
 
     @property
     def dead_ranks(self) -> frozenset[int]:
-        with self._state:
-            return frozenset(self._dead)
+        """The ranks declared dead (they sent no heartbeat for ``heartbeat_timeout``)."""
+        with self._replica.state:
+            return frozenset(self._replica.dead)
 
     @property
     def left_ranks(self) -> frozenset[int]:
         """The ranks whose Coordinator closed normally (they are no longer watched)."""
-        with self._state:
-            return frozenset(self._log.left)
+        with self._replica.state:
+            return frozenset(self._replica.log.left)
 
     def request_stop(
         self, ex: BaseException | ExcInfo | tuple[None, None, None] | None = None
     ) -> None:
         """Request a stop on every rank, optionally reporting an exception (see the base class).
 
-        The local flag is set before this returns; the other ranks see it one store round trip
-        later. Safe to call from a signal handler and from any thread.
+        The local flag is set before this returns; the other ranks see it two one-way network
+        delays later. Safe to call from a signal handler and from any thread.
         """
         error = None if ex is None or ex == (None, None, None) else _exception_of(ex)
         if error is not None and isinstance(error, self.clean_stop_exception_types):
             error = None
         super().request_stop(ex)
-        if self._closed:
+        replica = self._replica
+        if replica.closed:
             return
         if error is None:
-            if self._posted_plain and self._signal_hint is None:
+            if self._posted_plain and replica.signal_hint is None:
                 return
             self._posted_plain = True
         else:
             self._posted_errors += 1
             if self._posted_errors > _MAX_POSTED_ERRORS:
                 return
-        record: dict[str, Any] = {
-            "kind": "stop",
-            "error": None if error is None else error_record(error, self._rank),
-        }
-        if self._signal_hint is not None:
-            record["signal"] = self._signal_hint
-            self._signal_hint = None
-        self._enqueue(record, error)
+        replica.post_stop(error, None if error is None else error_record(error, replica.rank))
 
     def clear_stop(self) -> None:
         """Not supported: a stop is for the whole job. Make a new Coordinator (namespace)."""
@@ -156,55 +192,38 @@ class Coordinator(Replicated):
         noticed, after which it returns True at once on every rank). Costs an attribute write
         and two flag reads while no stop is requested.
         """
-        if self._step_hook is not None and self._hooked(step):
+        replica = self._replica
+        if replica.step_hook is not None and self._hooked(step):
             return True
         flag = self._stop_event
         if flag.is_set():
-            return self._stop_at_slow(step)
-        self._position = step
+            return replica.stop_at(step)
+        replica.position = step
         if flag.is_set():  # set by another thread meanwhile
-            return self._stop_at_slow(step)
+            return replica.stop_at(step)
         return False
-
-    def _stop_at_slow(self, step: int) -> bool:
-        with self._state:
-            if self._stop_commit is _UNSET:
-                self._stop_commit = self._position
-        limit = self._clock.now() + 2 * self._timeout + 5
-        while not self._stop_agreed.is_set():
-            if not self._clock.wait_until(self._stop_agreed, limit):
-                self._fail(
-                    StoreUnreachableError(
-                        f"rank {self._rank}: the ranks did not agree on a stop step within "
-                        f"{2 * self._timeout + 5:g} s through {self._describe}"
-                    )
-                )
-        with self._state:
-            stop = self._plan.should_stop_at(step)
-        if stop:
-            self._on_agreed_stop(step)
-        return stop
 
     def _hooked(self, step: int) -> bool:
         """JAX's preemption sync point (True at the same step on every process)."""
-        if self._hook_stop is None:
-            assert self._step_hook is not None
-            if not self._step_hook(step):
+        replica = self._replica
+        assert replica.step_hook is not None
+        if replica.hook_stop is None:
+            if not replica.step_hook(step):
                 return False
-            self._hook_stop = step
-            if self._preempt is None:  # JAX does not say which process got the signal
-                self._preempt = {"signal": "SIGTERM", "rank": -1, "learned_at": self._clock.now()}
-            self._signal_hint = "SIGTERM"
+            replica.hook_stop = step
+            if replica.preempt is None:  # JAX does not say which process got the signal
+                replica.preempt = {
+                    "signal": "SIGTERM",
+                    "rank": -1,
+                    "learned_at": self._clock.now(),
+                }
+            replica.signal_hint = "SIGTERM"
             self.request_stop()
-        if step >= self._hook_stop:
-            self._on_agreed_stop(step)
+        if step >= replica.hook_stop:
+            if replica.preemption is not None:
+                replica.preemption.run_final_checkpoint(step)
             return True
         return False
-
-    def _on_agreed_stop(self, step: int) -> None:
-        preemption = self._preemption
-        if preemption is not None and self._preempt is not None:
-            preemption.run_final_checkpoint(step)
 
     def stop_on_signals(
         self,
@@ -223,39 +242,16 @@ class Coordinator(Replicated):
         e.g. 80; Kubernetes ``terminationGracePeriodSeconds: 30``: e.g. 25). With a JAX store,
         SIGTERM is left to JAX's preemption service (see docs/distributed.md).
         """
-        return PreemptionStop(self, signals, final_checkpoint, deadline)
+        return PreemptionStop(self, self._replica, signals, final_checkpoint, deadline)
 
-    # What PreemptionStop uses; not for training loops.
-
-    def note_signal(self, name: str) -> None:
-        """Mark the next stop request as coming from signal ``name`` (called in the handler)."""
-        self._signal_hint = name
-
-    def attach_preemption(
-        self, stop: PreemptionStop | None, step_hook: Callable[[int], bool] | None
-    ) -> None:
-        """While ``stop``'s block runs: its final checkpoint and JAX's sync point (None after)."""
-        self._preemption = stop
-        self._step_hook = step_hook
-
-    @property
-    def preemption_record(self) -> dict[str, Any] | None:
-        """The first stop that came from a signal (``signal``, ``rank``, ``learned_at``) or None."""
-        return self._preempt
-
-    def wait_stop_agreed(self, limit: float) -> bool:
-        """Wait until ``limit`` for the stop agreement; True if it completed, every rank alive."""
-        self.clock.wait_until(self._stop_agreed, limit)
-        return not (self._plan.stop_now or self.dead_ranks or not self._stop_agreed.is_set())
-
-    @property
-    def fatal_error(self) -> BaseException | None:
-        """The failure that stopped the job (a dead rank, the store gone), or None."""
-        return self._fatal
-
-    def stop_locally(self, error: BaseException | None) -> None:
-        """Stop this rank only (a failure here, already on its way to the others)."""
-        self._stop_here(error)
+    def _stop_here(self, error: BaseException | None) -> None:
+        """A stop that came from elsewhere (the log, a failure): local only, never raises."""
+        with self._lock:
+            if self._joined and error is not None:
+                logger.warning("rank %d, after join(): %s", self._replica.rank, error)
+                self._stop_event.set()
+                return
+        _LocalCoordinator.request_stop(self, error)
 
     def __enter__(self) -> Coordinator:
         return self
@@ -281,25 +277,7 @@ class Coordinator(Replicated):
         been declared dead, since the store dies with it. Store failures are logged, not
         raised (join() raises them).
         """
-        if self._closed:
-            return
-        limit = self._clock.now() + max(timeout, 0.0)
-        if self._fatal is None:
-            if self._hosts_store:  # before our own 'left', which ends our watcher
-                self._wait_for_peers(limit)
-            self._enqueue({"kind": "left"}, None)
-            self._flush(limit)
-            # The watcher reads the log up to our own 'left', so it still answers every
-            # agreement opened before it (a peer would otherwise wait for this rank).
-            self._clock.wait_until(self._watcher_done, limit)
-        self._closed = True
-        self._closing.set()
-        self._threads_stop.set()
-        self._send_wake.set()
-        for thread in self._threads:
-            thread.join(1.0)
-            if thread.is_alive():
-                logger.warning("%s did not end within 1 s of close()", thread.name)
+        self._replica.close(timeout)
 
     def join(
         self,
@@ -314,17 +292,26 @@ class Coordinator(Replicated):
         then raises the earliest error of the log: the original exception on the rank that
         reported it, a :class:`RemoteError` elsewhere (or RankDiedError/StoreUnreachableError).
         """
+        if self.should_stop():
+            self._replica.await_first_stop()
         try:
             super().join(threads, stop_grace_period_secs, ignore_live_threads)
         except BaseException as raised:
-            first = self._first_in_log(raised)
+            first = self._replica.first_in_log(raised, list(self.reported_exceptions))
             if first is raised:
                 raise
             raise first from None
 
     def __repr__(self) -> str:
         state = "stop requested" if self.should_stop() else "running"
+        replica = self._replica
         return (
-            f"<tickwork.distributed.Coordinator rank {self._rank}/{self._world} {state} "
-            f"on {self._describe}>"
+            f"<tickwork.distributed.Coordinator rank {replica.rank}/{replica.world} {state} "
+            f"on {replica.describe}>"
         )
+
+    def _after_fork_in_child(self) -> None:
+        super()._after_fork_in_child()
+        replica = getattr(self, "_replica", None)
+        if replica is not None:
+            replica.after_fork_in_child()

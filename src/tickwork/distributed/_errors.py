@@ -17,6 +17,7 @@ __all__ = [
     "FinalCheckpointError",
     "RankDiedError",
     "RemoteError",
+    "StoreRecordError",
     "StoreUnreachableError",
     "error_record",
 ]
@@ -83,6 +84,14 @@ class RankDiedError(DistributedError):
         self.silent_for = silent_for
         self.timeout = timeout
         self.by = by
+        if by == rank:
+            super().__init__(
+                f"rank {rank} (host {host}, this process) could not send a heartbeat for "
+                f"{silent_for:.1f} s (heartbeat_timeout={timeout:g} s): it was frozen (SIGSTOP, "
+                "a suspended VM) or starved of the CPU, so its peers have declared it dead; the "
+                "job cannot go on with it"
+            )
+            return
         super().__init__(
             f"rank {rank} (host {host}) sent no heartbeat for {silent_for:.1f} s "
             f"(heartbeat_timeout={timeout:g} s, noticed by rank {by}): it died, froze or lost "
@@ -95,6 +104,21 @@ class RankDiedError(DistributedError):
 
 class StoreUnreachableError(DistributedError):
     """The key-value store failed or stopped answering: no rank can be coordinated any more."""
+
+
+class StoreRecordError(DistributedError):
+    """A value under tickwork's keys is not one tickwork wrote: the wrong type, a field out of
+    range, too large, or another rank's answer written by someone else. ``key``: where it was
+    read; ``store``: the store's description; ``reason``: the rule it broke and the value."""
+
+    def __init__(self, key: str, store: str, reason: str) -> None:
+        self.key = key
+        self.store = store
+        self.reason = reason
+        super().__init__(f"{key!r} on {store}: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.key, self.store, self.reason))
 
 
 class FinalCheckpointError(DistributedError):

@@ -14,7 +14,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Liveness", "LogView", "StepPlan", "agreed_step", "store_stalled"]
+from ._records import Dead, Entry, Left, Stop
+
+__all__ = ["UNSET", "Liveness", "LogView", "StepPlan", "agreed_step", "self_silent"]
+
+UNSET: Any = object()
+"""A commit not made yet (None is a commit: "this rank tracks no steps")."""
 
 
 @dataclass
@@ -27,9 +32,13 @@ class Liveness:
     """Tracks each peer's heartbeat counter; a peer whose counter has not moved for ``timeout``
     seconds (measured on this rank's monotonic clock, so no clock sync is needed) is dead."""
 
-    def __init__(self, peers: Iterable[int], timeout: float, now: float) -> None:
+    def __init__(
+        self, peers: Iterable[int], timeout: float, now: float, *, first_grace: float = 0.0
+    ) -> None:
         self.timeout = timeout
-        self._peers = {rank: _Peer(None, now) for rank in peers}
+        # Before a peer's first heartbeat has been read its silence counts from ``now`` plus
+        # ``first_grace`` (the rendezvous has just ended; its first beat may be on its way).
+        self._peers = {rank: _Peer(None, now + first_grace) for rank in peers}
         self._gone: set[int] = set()
 
     @property
@@ -60,10 +69,17 @@ class Liveness:
                 self._gone.add(rank)
         return dead
 
+    def silent(self, now: float) -> list[tuple[int, float]]:
+        """``(rank, seconds)`` for each watched peer since its counter last moved."""
+        return [(r, now - self._peers[r].changed_at) for r in self.watched]
 
-def store_stalled(now: float, last_ok: float, timeout: float) -> bool:
-    """True when no store round trip has completed for ``timeout`` seconds (a frozen host)."""
-    return now - last_ok >= timeout
+
+def self_silent(now: float, last_beat: float | None, timeout: float) -> float | None:
+    """How long this rank has gone without sending a heartbeat, when that is ``timeout`` or more
+    (its peers have declared it dead, or are about to); None otherwise or before its first."""
+    if last_beat is None or now - last_beat < timeout:
+        return None
+    return now - last_beat
 
 
 def agreed_step(commits: Sequence[int | None]) -> int | None:
@@ -114,19 +130,18 @@ class LogView:
     dead: dict[int, int] = field(default_factory=dict)  # rank -> index of its 'dead' entry
     first_stop: int | None = None
 
-    def apply(self, index: int, record: Mapping[str, Any]) -> None:
+    def apply(self, index: int, entry: Entry) -> None:
         """Take entry ``index`` (entries come in order, each once)."""
         if index != self.length:
             raise ValueError(
                 f"log entries must be applied in order: expected {self.length}, got {index}"
             )
         self.length = index + 1
-        kind = record.get("kind")
-        if kind == "left":
-            self.left.setdefault(int(record["rank"]), index)
-        elif kind == "dead":
-            self.dead.setdefault(int(record["dead"]), index)
-        elif kind == "stop" and self.first_stop is None:
+        if isinstance(entry, Left):
+            self.left.setdefault(entry.origin.rank, index)
+        elif isinstance(entry, Dead):
+            self.dead.setdefault(entry.rank, index)
+        elif isinstance(entry, Stop) and self.first_stop is None:
             self.first_stop = index
 
     def expected_at(self, index: int, dead_now: Iterable[int] = ()) -> list[int]:

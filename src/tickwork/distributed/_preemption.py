@@ -30,12 +30,14 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._clock import Clock
+from .._deadline import run_until
 from .._signals import SignalStop
 from .._validate import check_positive
 from ._errors import FinalCheckpointError
 
 if TYPE_CHECKING:
     from ._coordinator import Coordinator
+    from ._replica import Replica
 
 __all__ = ["FinalCheckpointReport", "PreemptionInfo", "PreemptionStop"]
 
@@ -83,6 +85,7 @@ class PreemptionStop(SignalStop):
     def __init__(
         self,
         coord: Coordinator,
+        replica: Replica,
         signals: Iterable[int | signal.Signals],
         final_checkpoint: Callable[[PreemptionInfo], Any] | None,
         deadline: float,
@@ -94,7 +97,7 @@ class PreemptionStop(SignalStop):
             )
         self._deadline_seconds = check_positive("deadline", deadline)
         sigs = [signal.Signals(s) for s in signals]
-        self._jax = coord.engine == "jax"
+        self._jax = replica.engine == "jax"
         if self._jax and signal.SIGTERM in sigs:
             logger.info(
                 "JAX's preemption service handles SIGTERM (in C); tickwork leaves it alone and "
@@ -102,6 +105,7 @@ class PreemptionStop(SignalStop):
             )
             sigs = [s for s in sigs if s != signal.SIGTERM]
         self._coord = coord
+        self._replica = replica
         self._callback = final_checkpoint
         self._lock = threading.Lock()
         self._report: FinalCheckpointReport | None = None
@@ -116,14 +120,15 @@ class PreemptionStop(SignalStop):
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self._signalled_at is None:
-            self._signalled_at = self._coord.clock.now()
-        self._coord.note_signal(signal.Signals(signum).name)
+            self._signalled_at = self._replica.clock.now()
+        self._replica.signal_hint = signal.Signals(signum).name
         super()._handle(signum, frame)
 
     def __enter__(self) -> PreemptionStop:
         if self._has_signals:
             super().__enter__()
-        self._coord.attach_preemption(self, _jax_sync_point() if self._jax else None)
+        self._replica.preemption = self
+        self._replica.step_hook = _jax_sync_point() if self._jax else None
         return self
 
     def __exit__(
@@ -133,11 +138,12 @@ class PreemptionStop(SignalStop):
         tb: TracebackType | None,
     ) -> None:
         try:
-            signalled = self._received or self._coord.preemption_record is not None
+            signalled = self._received or self._replica.preempt is not None
             if self._report is None and signalled:
                 self.run_final_checkpoint(None)
         finally:
-            self._coord.attach_preemption(None, None)
+            self._replica.preemption = None
+            self._replica.step_hook = None
             if self._has_signals:
                 super().__exit__(exc_type, exc, tb)
 
@@ -150,67 +156,58 @@ class PreemptionStop(SignalStop):
         return report
 
     def _run(self, step: int | None) -> FinalCheckpointReport:
-        coord = self._coord
-        clock = coord.clock
-        preempt = coord.preemption_record or {}
+        replica = self._replica
+        clock = replica.clock
+        preempt = replica.preempt or {}
         if not preempt and self._received:
-            preempt = {"signal": self._received[0].name, "rank": coord.rank}
+            preempt = {"signal": self._received[0].name, "rank": replica.rank}
         # A dying job (a rank dead, the store gone) is told from a preemption by the stop
         # agreement: it needs every live rank's answer, so it completes only if all are alive.
         limit = (self._signalled_at or clock.now()) + self._deadline_seconds
-        if not coord.wait_stop_agreed(limit):
-            reason = f"no collective save: the job is dying ({coord.fatal_error})"
-            logger.error("rank %d: final checkpoint skipped: %s", coord.rank, reason)
+        if not replica.wait_stop_agreed(limit):
+            reason = f"no collective save: the job is dying ({replica.fatal})"
+            logger.error("rank %d: final checkpoint skipped: %s", replica.rank, reason)
             return FinalCheckpointReport(False, False, False, 0.0, step, skipped=reason)
-        if self._callback is None:
+        callback = self._callback
+        if callback is None:
             return FinalCheckpointReport(False, False, False, 0.0, step, skipped="no callback")
-        start = self._signalled_at if self._signalled_at is not None else None
+        start = self._signalled_at
         if start is None:
             start = float(preempt.get("learned_at", clock.now()))
         info = PreemptionInfo(
             step=step,
             signal=str(preempt.get("signal", "?")),
-            signalled_rank=int(preempt.get("rank", coord.rank)),
+            signalled_rank=int(preempt.get("rank", replica.rank)),
             deadline=start + self._deadline_seconds,
             clock=clock,
             cancelled=threading.Event(),
         )
-        done = threading.Event()
-        failure: list[BaseException] = []
-        callback = self._callback
-
-        def save() -> None:
-            try:
-                callback(info)
-            except BaseException as e:
-                failure.append(e)
-            finally:
-                done.set()
-
-        began = clock.now()
-        thread = threading.Thread(
-            target=save,
-            name=f"tickwork.distributed final checkpoint (rank {coord.rank})",
+        outcome = run_until(
+            lambda: callback(info),
+            deadline=info.deadline,
+            clock=clock,
+            name=f"distributed final checkpoint (rank {replica.rank})",
+            cancelled=info.cancelled,
             daemon=True,
         )
-        thread.start()
-        finished = clock.wait_until(done, info.deadline)
-        seconds = clock.now() - began
-        if not finished:
-            info.cancelled.set()
+        if outcome.overran:
             error = FinalCheckpointError(
-                f"rank {coord.rank}: the final checkpoint did not finish within the deadline "
+                f"rank {replica.rank}: the final checkpoint did not finish within the deadline "
                 f"({self._deadline_seconds:g} s after {info.signal}); it was cut short after "
-                f"{seconds:.2f} s (info.cancelled is set; the thread is abandoned)"
+                f"{outcome.seconds:.2f} s (info.cancelled is set; the thread is abandoned)"
             )
             logger.error("%s", error)
-            coord.stop_locally(error)
-            return FinalCheckpointReport(True, False, True, seconds, step, error=error)
-        if failure:
-            logger.error("rank %d: the final checkpoint failed", coord.rank, exc_info=failure[0])
-            coord.stop_locally(failure[0])
-            return FinalCheckpointReport(True, False, False, seconds, step, error=failure[0])
-        return FinalCheckpointReport(True, True, False, seconds, step)
+            replica.stop_here(error)
+            return FinalCheckpointReport(True, False, True, outcome.seconds, step, error=error)
+        if outcome.error is not None:
+            logger.error(
+                "rank %d: the final checkpoint failed", replica.rank, exc_info=outcome.error
+            )
+            replica.stop_here(outcome.error)
+            return FinalCheckpointReport(
+                True, False, False, outcome.seconds, step, error=outcome.error
+            )
+        return FinalCheckpointReport(True, True, False, outcome.seconds, step)
 
 
 def _jax_sync_point() -> Callable[[int], bool]:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._tuning._spe import _to_int
 from .._validate import check_int
+from ._records import Spe
+from ._replica import replica_of
 
 if TYPE_CHECKING:
     from ._coordinator import Coordinator
@@ -43,9 +45,14 @@ class SharedStepsPerExecution:
                 f"'decider' must be a rank < world_size={coord.world_size}; got {decider!r}"
             )
         self._coord = coord
+        self._replica = replica = replica_of(coord)
+        if replica.on_spe is not None:
+            raise RuntimeError("this Coordinator already has a SharedStepsPerExecution")
         self._lock = threading.Lock()
         self._assigned = self._initial
-        coord.share_spe(self._initial, self._received)
+        replica.on_spe = self._received
+        replica.plan.initial_spe = self._initial
+        replica.spe_value = self._initial
 
     @property
     def decider(self) -> int:
@@ -74,7 +81,8 @@ class SharedStepsPerExecution:
             if number == self._assigned:
                 return
             self._assigned = number
-        self._coord.propose_spe(number)
+        replica = self._replica
+        replica.sender.enqueue(Spe(origin=replica.origin, value=number), None)
 
     def _received(self, value: int) -> None:
         if self._coord.rank != self._decider:
@@ -82,7 +90,7 @@ class SharedStepsPerExecution:
 
     def value_at(self, step: int) -> int:
         """The steps per execution for the call that starts at ``step`` (same on every rank)."""
-        return self._coord.spe_at(step)
+        return self._replica.spe_at(step)
 
     def __repr__(self) -> str:
         return f"SharedStepsPerExecution({self._assigned}, decider={self._decider})"
