@@ -129,7 +129,21 @@ class Job:
         return "\n".join(parts)
 
     def kill(self) -> None:
-        """Kill everything this job started (also stopped processes)."""
+        """Kill everything this job started, stopped processes too: torchrun's workers live in
+        sessions of their own, so each rank is resumed and killed by its pid as well."""
+        for rank in range(self.world):
+            path = self.out / f"pid{rank}"
+            try:
+                pid = int(path.read_text())
+                if str(WORKER) not in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
+                    continue  # ended (a spawned rank, or a pid since reused)
+            except (OSError, ValueError):
+                continue
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    break
         if self._popen is not None:
             try:
                 os.killpg(self._popen.pid, signal.SIGKILL)

@@ -9,7 +9,18 @@ import pytest
 
 from tickwork.distributed import RankDiedError, RemoteError
 from tickwork.distributed._errors import error_record
-from tickwork.distributed._policy import Liveness, LogView, StepPlan, agreed_step, store_stalled
+from tickwork.distributed._policy import (
+    Liveness,
+    LogView,
+    StepPlan,
+    agreed_step,
+    self_silent,
+)
+from tickwork.distributed._records import Left, Origin, Stop
+
+
+def _origin(rank: int) -> Origin:
+    return Origin(rank=rank, host="h", pid=1, nonce="n")
 
 
 class TestLiveness:
@@ -41,10 +52,11 @@ class TestLiveness:
         assert live.observe(12.5, {3: None}) == [(3, 2.5)]
 
 
-def test_store_stalled_after_the_timeout() -> None:
-    """The watchdog's rule: no round trip for `timeout` seconds."""
-    assert not store_stalled(14.9, 10.0, 5.0)
-    assert store_stalled(15.0, 10.0, 5.0)
+def test_self_silent_only_past_the_timeout_and_after_a_first_beat() -> None:
+    """A rank that has not beaten for the timeout knows its peers gave up on it."""
+    assert self_silent(14.9, 10.0, 5.0) is None
+    assert self_silent(15.0, 10.0, 5.0) == 5.0
+    assert self_silent(100.0, None, 5.0) is None
 
 
 class TestAgreement:
@@ -75,9 +87,9 @@ class TestLogView:
     def test_expected_ranks_exclude_those_that_left_before_and_the_dead(self) -> None:
         """An agreement waits for every rank but those gone before it."""
         log = LogView(world_size=4)
-        log.apply(0, {"kind": "left", "rank": 3})
-        log.apply(1, {"kind": "stop", "rank": 0})
-        log.apply(2, {"kind": "left", "rank": 2})
+        log.apply(0, Left(origin=_origin(3)))
+        log.apply(1, Stop(origin=_origin(0)))
+        log.apply(2, Left(origin=_origin(2)))
         assert log.first_stop == 1
         assert log.expected_at(1) == [0, 1, 2]
         assert log.expected_at(1, dead_now=[1]) == [0, 2]
@@ -86,7 +98,7 @@ class TestLogView:
         """Out-of-order application is a bug and says so."""
         log = LogView(world_size=2)
         with pytest.raises(ValueError, match="expected 0, got 1"):
-            log.apply(1, {"kind": "stop"})
+            log.apply(1, Stop(origin=_origin(0)))
 
 
 class TestWire:
