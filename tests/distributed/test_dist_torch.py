@@ -168,6 +168,28 @@ class TestDeadRanks:
             assert f"rank {victim}" in r["join"]["str"]
             assert r["stopped_at"] - killed < 2.0 + 10.0
 
+    def test_a_frozen_rank_resumed_learns_it_was_declared_dead(self, job: StartJob) -> None:
+        """SIGSTOP rank 2 of 3 until the others have named it, then SIGCONT: it stops at once
+        with RankDiedError naming itself (never runs on, never blames a healthy store)."""
+        j = job("spawn", 3, scenario="die")
+        j.wait_ready()
+        victim = j.pid(2)
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            survivors = j.results([0, 1])
+        finally:
+            os.kill(victim, signal.SIGCONT)
+        for r in survivors.values():
+            assert r["join"]["type"] == "RankDiedError", r
+            assert r["join"]["rank"] == 2
+        (resumed,) = j.results([2], timeout=60).values()
+        assert "crash" not in resumed, resumed
+        assert resumed["join"]["type"] == "RankDiedError", resumed
+        assert resumed["join"]["rank"] == 2
+        assert (
+            "this process" in resumed["join"]["str"] or "noticed by rank" in resumed["join"]["str"]
+        )
+
     @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP])
     def test_store_host_killed_or_frozen(self, job: StartJob, sig: signal.Signals) -> None:
         """Rank 0 hosts the TCPStore; when it dies or freezes, the others stop with

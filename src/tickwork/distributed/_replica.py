@@ -27,7 +27,7 @@ from .._sync import SignalSafeEvent
 from ._agreement import Agreement
 from ._env import Resolved
 from ._errors import RankDiedError, RemoteError, StoreUnreachableError
-from ._policy import UNSET, LogView, StepPlan
+from ._policy import UNSET, LogView, StepPlan, self_silent
 from ._records import Dead, Entry, Left, Origin, Spe, Stop
 from ._rendezvous import Keys, Peers, rendezvous
 from ._sender import Sender
@@ -215,6 +215,10 @@ class Replica:
 
     def store_failed(self, cause: StoreError) -> None:
         if self.closed:
+            return
+        silent = self_silent(self.clock.now(), self.sender.last_beat, self.timeout)
+        if silent is not None:  # frozen meanwhile: the store may be gone, but that came after
+            self.died_here(silent)
             return
         error = StoreUnreachableError(
             f"rank {self.rank}: the store failed: {cause} (its host died or the network broke)"
