@@ -90,6 +90,9 @@ def run(rank: int, world: int, cfg: dict[str, Any]) -> None:
         dist: Any = None  # torch.distributed, when it is the engine
     else:
         dist = _torch_setup(rank, world, cfg)
+    if scenario == "churn":
+        _churn(rank, cfg, out, result)
+        return
     coord = Coordinator(
         heartbeat_timeout=cfg.get("heartbeat_timeout", 2.0),
         heartbeat_interval=cfg.get("heartbeat_interval", 0.25),
@@ -270,6 +273,45 @@ def run(rank: int, world: int, cfg: dict[str, Any]) -> None:
         import jax
 
         jax.distributed.shutdown()  # type: ignore[no-untyped-call]  # jax leaves it untyped
+
+
+def _churn(rank: int, cfg: dict[str, Any], out: Path, result: dict[str, Any]) -> None:
+    """Coordinators with the defaults made one after another, 0.1 s apart (a new one per
+    phase), each running a few all-reduced steps: any verdict here is a false one."""
+    import torch
+    import torch.distributed as dist
+
+    from tickwork.distributed import Coordinator
+
+    (out / f"pid{rank}").write_text(str(os.getpid()))
+    (out / f"ready{rank}").write_text("1")
+    errors: list[dict[str, Any] | None] = []
+    seconds: list[float] = []
+    try:
+        for i in range(cfg["coordinators"]):
+            began = time.monotonic()
+            with Coordinator(namespace=f"churn{i}") as coord:
+                seconds.append(time.monotonic() - began)
+                step = 0
+                while not coord.should_stop_at(step) and step < 5:
+                    t = torch.ones(1)
+                    dist.all_reduce(t)
+                    step += 1
+                try:
+                    coord.raise_requested_exception()
+                    errors.append(None)
+                except BaseException as e:
+                    errors.append(_error(e))
+            time.sleep(0.1)
+    except BaseException as e:
+        result["crash"] = traceback.format_exc()
+        result["crash_type"] = type(e).__name__
+    result["errors"] = errors
+    result["construction_seconds"] = seconds
+    _write(out / f"rank{rank}.json", result)
+    if "crash" in result:
+        os._exit(0)
+    dist.destroy_process_group()
 
 
 def spawn_entry(rank: int, world: int, cfg: dict[str, Any]) -> None:

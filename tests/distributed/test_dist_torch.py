@@ -206,6 +206,18 @@ class TestDeadRanks:
             assert r["stopped_at"] - killed < 2.0 + 10.0
 
 
+class TestNoFalseVerdicts:
+    def test_twenty_coordinators_in_quick_succession_on_eight_ranks(self, job: StartJob) -> None:
+        """8 ranks on a 2-core machine, default timeouts, a new Coordinator every 0.1 s (store
+        connection churn, under which torch's clone() stalls 5 s): no rank is ever declared
+        dead and the store is never declared unreachable."""
+        j = job("spawn", 8, scenario="churn", coordinators=20)
+        results = j.results(timeout=220)
+        for r in results.values():
+            assert "crash" not in r, r
+            assert r["errors"] == [None] * 20, r["errors"]
+
+
 class TestSharedSpe:
     def test_every_rank_applies_the_same_spe_at_the_same_step(self, job: StartJob) -> None:
         """The tuner runs on rank 0 only; ranks of different speeds get the same spe at the
