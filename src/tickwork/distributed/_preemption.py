@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, final
 
 from .._clock import Clock
 from .._deadline import run_until
@@ -44,7 +44,8 @@ __all__ = ["FinalCheckpointReport", "PreemptionInfo", "PreemptionStop"]
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@final
+@dataclass(frozen=True, kw_only=True)
 class PreemptionInfo:
     """What the final-checkpoint callback is given.
 
@@ -66,7 +67,8 @@ class PreemptionInfo:
         return self.deadline - self.clock.now()
 
 
-@dataclass(frozen=True)
+@final
+@dataclass(frozen=True, kw_only=True)
 class FinalCheckpointReport:
     """What happened to the final checkpoint on this rank."""
 
@@ -167,10 +169,19 @@ class PreemptionStop(SignalStop):
         if not replica.wait_stop_agreed(limit):
             reason = f"no collective save: the job is dying ({replica.fatal})"
             logger.error("rank %d: final checkpoint skipped: %s", replica.rank, reason)
-            return FinalCheckpointReport(False, False, False, 0.0, step, skipped=reason)
+            return FinalCheckpointReport(
+                ran=False, completed=False, overrun=False, seconds=0.0, step=step, skipped=reason
+            )
         callback = self._callback
         if callback is None:
-            return FinalCheckpointReport(False, False, False, 0.0, step, skipped="no callback")
+            return FinalCheckpointReport(
+                ran=False,
+                completed=False,
+                overrun=False,
+                seconds=0.0,
+                step=step,
+                skipped="no callback",
+            )
         start = self._signalled_at
         if start is None:
             start = float(preempt.get("learned_at", clock.now()))
@@ -198,16 +209,30 @@ class PreemptionStop(SignalStop):
             )
             logger.error("%s", error)
             replica.stop_here(error)
-            return FinalCheckpointReport(True, False, True, outcome.seconds, step, error=error)
+            return FinalCheckpointReport(
+                ran=True,
+                completed=False,
+                overrun=True,
+                seconds=outcome.seconds,
+                step=step,
+                error=error,
+            )
         if outcome.error is not None:
             logger.error(
                 "rank %d: the final checkpoint failed", replica.rank, exc_info=outcome.error
             )
             replica.stop_here(outcome.error)
             return FinalCheckpointReport(
-                True, False, False, outcome.seconds, step, error=outcome.error
+                ran=True,
+                completed=False,
+                overrun=False,
+                seconds=outcome.seconds,
+                step=step,
+                error=outcome.error,
             )
-        return FinalCheckpointReport(True, True, False, outcome.seconds, step)
+        return FinalCheckpointReport(
+            ran=True, completed=True, overrun=False, seconds=outcome.seconds, step=step
+        )
 
 
 def _jax_sync_point() -> Callable[[int], bool]:
