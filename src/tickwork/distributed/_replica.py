@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .._clock import Clock
 from .._sync import SignalSafeEvent
 from ._agreement import Agreement
+from ._clients import give_back, take
 from ._env import Resolved
 from ._errors import RankDiedError, RemoteError, StoreUnreachableError
 from ._policy import UNSET, LogView, StepPlan, self_silent
@@ -111,6 +112,10 @@ class Replica:
         self.leaving = False
         self.closed = False
 
+        # The reader's and the bell's clients first: opening one may stall (see _clients), and
+        # nothing may stall once this rank's first heartbeat is written (at the rendezvous).
+        self._origin_store: object = getattr(found.store, "raw", found.store)
+        reader_kv, bell_kv = (self._client() for _ in range(2))
         kv = TrackedStore(found.store, self.calls, timeout)
         self.peers: Peers = rendezvous(kv, keys, self.rank, self.world, startup)
         self.origin = Origin(
@@ -121,8 +126,8 @@ class Replica:
         )
         self.agreement = Agreement(self)
         self.sender = Sender(self, kv)
-        self.watcher = LogWatcher(self)
-        self.bell = Bell(self)
+        self.watcher = LogWatcher(self, reader_kv)
+        self.bell = Bell(self, bell_kv)
         self.watchdog = Watchdog(self)
         self._threads = [
             part.start() for part in (self.sender, self.watchdog, self.watcher, self.bell)
@@ -131,10 +136,16 @@ class Replica:
 
     # -- the parts' shared needs ------------------------------------------------------------------
 
-    def clone(self) -> TrackedStore:
-        """A client of this rank's own for the calling thread (``clone()`` may stall)."""
-        raw = self.calls.run("clone()", self.timeout + CLONE_GRACE, self._raw.clone)
+    def _client(self) -> TrackedStore:
+        """A client of its own for one of this rank's threads (kept or newly opened)."""
+        raw = self.calls.run(
+            "clone()", self.timeout + CLONE_GRACE, lambda: take(self._origin_store, self._raw)
+        )
         return TrackedStore(raw, self.calls, self.timeout)
+
+    def done_with(self, kv: TrackedStore) -> None:
+        """A thread ended after a completed call: its client serves the next Coordinator."""
+        give_back(self._origin_store, kv.inner)
 
     def where(self, rank: int) -> str:
         return self.peers.where(rank)

@@ -107,3 +107,8 @@ class TrackedStore:
 
     def describe(self) -> str:
         return self._store.describe()
+
+    @property
+    def inner(self) -> KVStore:
+        """The client this wraps."""
+        return self._store

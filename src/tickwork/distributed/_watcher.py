@@ -23,6 +23,7 @@ from .._sync import SignalSafeEvent
 from ._errors import StoreRecordError
 from ._records import Left, parse_bell, parse_entry
 from ._store import StoreError
+from ._tracked import TrackedStore
 
 if TYPE_CHECKING:
     from ._replica import Replica
@@ -38,8 +39,9 @@ BELL_WAIT_SECONDS = 120.0  # one blocked wait on the bell; a stop (or close) end
 class LogWatcher:
     """Reads the event log in order on a client of its own (see module docs)."""
 
-    def __init__(self, replica: Replica) -> None:
+    def __init__(self, replica: Replica, kv: TrackedStore) -> None:
         self._r = replica
+        self._kv = kv
         self.done = SignalSafeEvent()
 
     def start(self) -> threading.Thread:
@@ -54,8 +56,8 @@ class LogWatcher:
     def _run(self) -> None:
         r = self._r
         index = 0
+        kv = self._kv
         try:
-            kv = r.clone()
             while not r.threads_stop.is_set():
                 key = r.keys.entry(index)
                 raw = kv.wait_get(key, WATCH_WAIT_SECONDS)
@@ -66,6 +68,7 @@ class LogWatcher:
                 index += 1
                 r.applied.set()
                 if isinstance(entry, Left) and entry.origin.rank == r.rank:
+                    r.done_with(kv)
                     return  # this rank's own 'left': nothing after it concerns it
         except StoreError as e:
             r.store_failed(e)
@@ -82,8 +85,9 @@ class LogWatcher:
 class Bell:
     """Waits on this rank's bell on a client of its own (see module docs)."""
 
-    def __init__(self, replica: Replica) -> None:
+    def __init__(self, replica: Replica, kv: TrackedStore) -> None:
         self._r = replica
+        self._kv = kv
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(
@@ -97,12 +101,13 @@ class Bell:
     def _run(self) -> None:
         r = self._r
         key = r.keys.bell(r.rank)
+        kv = self._kv
         try:
-            kv = r.clone()
             while not r.threads_stop.is_set():
                 if not kv.wait([key], BELL_WAIT_SECONDS):
                     continue
                 if r.leaving or r.threads_stop.is_set():
+                    r.done_with(kv)
                     return
                 r.stop_here(None)  # at once: what the stop carries comes through the log
                 (raw,) = kv.get_many([key], present=True)
@@ -114,6 +119,7 @@ class Bell:
                         f"the bell names rank {origin.rank} but was not rung by it (nonce "
                         f"{origin.nonce!r}): another client writes under tickwork's keys",
                     )
+                r.done_with(kv)
                 return
         except StoreError as e:
             r.store_failed(e)
