@@ -100,6 +100,13 @@ class Job:
             assert not p.is_alive(), f"rank process {p.pid} did not end within {timeout} s"
         return None
 
+    def exit_codes(self, timeout: float) -> dict[int, int | None]:
+        """Each spawned rank's exit status once all ended (bounded; None: still running)."""
+        limit = time.monotonic() + timeout
+        for p in self._procs:
+            p.join(max(0.1, limit - time.monotonic()))
+        return {rank: p.exitcode for rank, p in enumerate(self._procs)}
+
     def _wait_files(self, names: list[str], timeout: float) -> None:
         limit = time.monotonic() + timeout
         while True:

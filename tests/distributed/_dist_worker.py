@@ -93,9 +93,13 @@ def run(rank: int, world: int, cfg: dict[str, Any]) -> None:
     if scenario == "churn":
         _churn(rank, cfg, out, result)
         return
+    stall: dict[str, Any] = {}
+    if "stall_timeout" in cfg:
+        stall = {"stall_timeout": cfg["stall_timeout"], "stall_dir": str(out / "stalls")}
     coord = Coordinator(
         heartbeat_timeout=cfg.get("heartbeat_timeout", 2.0),
         heartbeat_interval=cfg.get("heartbeat_interval", 0.25),
+        **stall,
     )
     result["world"] = coord.world_size
     result["coord_rank"] = coord.rank
@@ -232,6 +236,8 @@ def run(rank: int, world: int, cfg: dict[str, Any]) -> None:
             result["mismatches"] = mismatches
             result["steps"] = step
             _join(coord, result)
+        elif scenario == "stall":
+            _stall(rank, cfg, coord, dist, out, limit, result)
         elif scenario == "jax_sigterm":
             steps_saved: list[int | None] = []
             with coord.stop_on_signals(final_checkpoint=lambda i: steps_saved.append(i.step)) as s:
@@ -265,7 +271,7 @@ def run(rank: int, world: int, cfg: dict[str, Any]) -> None:
         # The job is broken (a dead peer, a dead store): leave without collective teardown.
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
+        os._exit(1 if scenario == "stall" else 0)  # a stalled job's script fails, as a user's does
     coord.close(timeout=30)
     if dist is not None:
         dist.destroy_process_group()
@@ -312,6 +318,54 @@ def _churn(rank: int, cfg: dict[str, Any], out: Path, result: dict[str, Any]) ->
     if "crash" in result:
         os._exit(0)
     dist.destroy_process_group()
+
+
+def _stall(
+    rank: int,
+    cfg: dict[str, Any],
+    coord: Any,
+    dist: Any,
+    out: Path,
+    limit: float,
+    result: dict[str, Any],
+) -> None:
+    """A real all-reduce per step. ``mode``: how rank ``target`` gets stuck at step 5 (``sleep``
+    in the step, ``spin`` in pure Python, ``queue``: blocked on an empty queue), or ``steady``:
+    nobody gets stuck, but steps vary, step 10 takes ``long`` s and rank 2 starts ``late`` s
+    after the others; rank 0 stops the job at step 40."""
+    import queue
+
+    import torch
+
+    mode, target = cfg["mode"], cfg.get("target", 1)
+    rng = random.Random(rank)
+    if mode == "steady" and rank == 2:
+        time.sleep(cfg["late"])
+    step = 0
+    while time.monotonic() < limit:
+        if coord.should_stop_at(step):
+            break
+        if mode == "steady" and rank == 0 and step == 40:
+            coord.request_stop()
+        if rank == target and step == 5 and mode != "steady":
+            (out / f"stuck{rank}").write_text(json.dumps(time.time()))
+            if mode == "sleep":
+                time.sleep(60)
+            elif mode == "spin":
+                end = time.monotonic() + 60
+                while time.monotonic() < end:
+                    sum(range(1000))
+            else:
+                queue.Queue().get(timeout=60)
+        t = torch.ones(1)
+        dist.all_reduce(t)
+        if mode == "steady":
+            time.sleep(cfg["long"] if step == 10 else rng.random() * 0.3)
+        else:  # steps the heartbeats can see (the clock starts at a step seen to complete)
+            time.sleep(0.1)
+        step += 1
+    result["steps"] = step
+    _join(coord, result)
 
 
 def spawn_entry(rank: int, world: int, cfg: dict[str, Any]) -> None:

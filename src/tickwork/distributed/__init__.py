@@ -11,6 +11,7 @@ from ._errors import DistributedError as DistributedError
 from ._errors import FinalCheckpointError as FinalCheckpointError
 from ._errors import RankDiedError as RankDiedError
 from ._errors import RemoteError as RemoteError
+from ._errors import StallError as StallError
 from ._errors import StoreRecordError as StoreRecordError
 from ._errors import StoreUnreachableError as StoreUnreachableError
 from ._preemption import FinalCheckpointReport as FinalCheckpointReport
@@ -33,6 +34,7 @@ __all__ = [
     "RankDiedError",
     "RemoteError",
     "SharedStepsPerExecution",
+    "StallError",
     "StoreError",
     "StoreRecordError",
     "StoreUnreachableError",

@@ -15,8 +15,9 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from types import TracebackType
-from typing import Any, final
+from typing import Any, Literal, final
 
 from .._clock import Clock
 from .._coordinator import Coordinator as _LocalCoordinator
@@ -33,6 +34,35 @@ __all__ = ["Coordinator"]
 logger = logging.getLogger(__name__)
 
 _MAX_POSTED_ERRORS = 16
+
+
+def _stall_settings(
+    timeout: object, directory: object, interval: float
+) -> tuple[float | None, Path] | None:
+    """``(timeout or None for auto, directory)``, or None when stall detection is off."""
+    if timeout is None:
+        if directory is not None:
+            raise ValueError(
+                f"'stall_dir' needs stall_timeout (a number of seconds or 'auto'); got "
+                f"stall_dir={directory!r} with stall_timeout=None"
+            )
+        return None
+    if directory is not None and not isinstance(directory, str | os.PathLike):
+        raise TypeError(f"'stall_dir' must be a path or None; got {directory!r}")
+    path = Path(directory if directory is not None else "tickwork-stalls")
+    if timeout == "auto":
+        return None, path
+    if isinstance(timeout, str):
+        raise ValueError(
+            f"'stall_timeout' must be a number of seconds, 'auto' or None; got {timeout!r}"
+        )
+    seconds = check_positive("stall_timeout", timeout)
+    if seconds <= interval:
+        raise ValueError(
+            f"'stall_timeout' must be > heartbeat_interval={interval:g} (progress is read once "
+            f"per heartbeat); got {timeout!r}"
+        )
+    return seconds, path
 
 
 @final
@@ -58,6 +88,13 @@ class Coordinator(_LocalCoordinator):
         hosts_store: whether this process hosts the store, so that :meth:`close` waits for the
             peers to leave first. Default: rank 0, unless torchrun's agent hosts it.
         clean_stop_exception_types, clock: as for :class:`tickwork.Coordinator`.
+        stall_timeout: seconds without progress (a step passed to ``should_stop_at``) on a live
+            rank after which the job is stalled; ``"auto"`` learns it from the gaps between steps
+            (see docs/distributed.md); None (the default) turns stall detection off. On a stall
+            every rank writes ``stall_dir/stall-rank<r>.txt`` (its threads' stacks and
+            ``suspect: rank N``), then stops with :class:`StallError`, and a process still alive
+            10 s later is ended with status 87 so that a launcher can restart the job.
+        stall_dir: where the stall reports go (default ``./tickwork-stalls``).
 
     Every rank constructs one (it is a rendezvous), uses it as :class:`tickwork.Coordinator`, and
     leaves with :meth:`close` or a ``with`` block.
@@ -77,6 +114,8 @@ class Coordinator(_LocalCoordinator):
         hosts_store: bool | None = None,
         clean_stop_exception_types: Iterable[type[BaseException]] | None = None,
         clock: Clock | None = None,
+        stall_timeout: float | Literal["auto"] | None = None,
+        stall_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(clean_stop_exception_types, clock=clock)
         timeout = check_positive("heartbeat_timeout", heartbeat_timeout)
@@ -92,6 +131,7 @@ class Coordinator(_LocalCoordinator):
         for name, value in (("run_id", run), ("namespace", namespace)):
             if not isinstance(value, str) or not value or "/" in value:
                 raise ValueError(f"'{name}' must be a non-empty str without '/'; got {value!r}")
+        stall = _stall_settings(stall_timeout, stall_dir, interval)
         found = resolve(store, rank, world_size, hosts_store)
         self._posted_plain = False
         self._posted_errors = 0
@@ -104,6 +144,7 @@ class Coordinator(_LocalCoordinator):
             startup=startup,
             clock=self._clock,
             on_stop=self._stop_here,
+            stall=stall,
         )
 
     # -- what the caller sees ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ __all__ = [
     "FinalCheckpointError",
     "RankDiedError",
     "RemoteError",
+    "StallError",
     "StoreRecordError",
     "StoreUnreachableError",
     "error_record",
@@ -100,6 +101,36 @@ class RankDiedError(DistributedError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.rank, self.host, self.silent_for, self.timeout, self.by))
+
+
+class StallError(DistributedError):
+    """The job made no progress for ``stall_timeout`` while every rank was alive.
+
+    ``rank``: the rank that holds the job back (None when it could not be told); ``reason``: why
+    that rank; ``seconds`` and ``timeout``: how long the job stood still, against what bound;
+    ``report``: the path of this rank's report (stacks of all its threads), or None.
+    """
+
+    def __init__(
+        self, rank: int | None, reason: str, seconds: float, timeout: float, report: str | None
+    ) -> None:
+        self.rank = rank
+        self.reason = reason
+        self.seconds = seconds
+        self.timeout = timeout
+        self.report = report
+        who = "no rank could be named" if rank is None else f"rank {rank} holds it back"
+        where = "" if report is None else f"; every thread's stack in {report}"
+        super().__init__(
+            f"the job made no progress for {seconds:.1f} s (stall_timeout={timeout:g} s): {who} "
+            f"({reason}){where}"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            type(self),
+            (self.rank, self.reason, self.seconds, self.timeout, self.report),
+        )
 
 
 class StoreUnreachableError(DistributedError):

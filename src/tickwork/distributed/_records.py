@@ -27,6 +27,8 @@ __all__ = [
     "Origin",
     "PeerInfo",
     "Spe",
+    "StallAnswer",
+    "Stalled",
     "Stop",
     "encode",
     "encode_origin",
@@ -35,6 +37,7 @@ __all__ = [
     "parse_commit",
     "parse_entry",
     "parse_peer",
+    "parse_stall_answer",
 ]
 
 MAX_RECORD_BYTES = 256 * 1024
@@ -94,7 +97,27 @@ class Spe:
     value: int
 
 
-Entry = Stop | Dead | Left | Spe
+@final
+@dataclass(frozen=True, kw_only=True)
+class Stalled:
+    """``origin`` found the job stalled: every rank writes its report (see ``_stall``)."""
+
+    origin: Origin
+    rank: int
+    seconds: float
+    timeout: float
+
+
+@final
+@dataclass(frozen=True, kw_only=True)
+class StallAnswer:
+    """A rank's part of a stall report: its step and its main thread's innermost frames."""
+
+    step: int | None
+    stack: tuple[str, ...]
+
+
+Entry = Stop | Dead | Left | Spe | Stalled
 
 
 @final
@@ -127,10 +150,12 @@ class Commit:
     nonce: str
 
 
-def encode(record: Entry | PeerInfo | Beat | Commit) -> str:
+def encode(record: Entry | PeerInfo | Beat | Commit | StallAnswer) -> str:
     """The JSON text of a record (compact; what the parsers below accept)."""
-    if isinstance(record, PeerInfo):
-        data: dict[str, Any] = {
+    if isinstance(record, StallAnswer):
+        data: dict[str, Any] = {"step": record.step, "stack": list(record.stack)}
+    elif isinstance(record, PeerInfo):
+        data = {
             "host": record.host,
             "pid": record.pid,
             "world_size": record.world_size,
@@ -149,6 +174,10 @@ def encode(record: Entry | PeerInfo | Beat | Commit) -> str:
             data.update(kind="dead", dead=record.rank, silent_for=record.silent_for)
         elif isinstance(record, Left):
             data["kind"] = "left"
+        elif isinstance(record, Stalled):
+            data.update(
+                kind="stall", stalled=record.rank, seconds=record.seconds, timeout=record.timeout
+            )
         else:
             data.update(kind="spe", value=record.value)
     return json.dumps(data, separators=(",", ":"))
@@ -215,17 +244,45 @@ def parse_entry(raw: str | None, key: str, store: str, world: int) -> Entry:
             raise r.fail(f"'signal' must be a signal's name (SIGTERM, ...); got {_clip(signal)}")
         return Stop(origin=origin, error=_error_record(r, world), signal=signal)
     if kind == "dead":
-        silent = r.data.get("silent_for")
-        if isinstance(silent, bool) or not isinstance(silent, int | float):
-            raise r.fail(f"'silent_for' must be a number of seconds; got {_clip(silent)}")
-        if not (math.isfinite(silent) and 0 <= silent <= 10**9):
-            raise r.fail(f"'silent_for' must be a finite number in [0, 1e9]; got {silent!r}")
-        return Dead(origin=origin, rank=r.integer("dead", 0, world - 1), silent_for=float(silent))
+        return Dead(
+            origin=origin,
+            rank=r.integer("dead", 0, world - 1),
+            silent_for=_seconds(r, "silent_for"),
+        )
     if kind == "left":
         return Left(origin=origin)
     if kind == "spe":
         return Spe(origin=origin, value=r.integer("value", 1, 2**31))
-    raise r.fail(f"'kind' must be one of 'stop', 'dead', 'left', 'spe'; got {_clip(kind)}")
+    if kind == "stall":
+        return Stalled(
+            origin=origin,
+            rank=r.integer("stalled", 0, world - 1),
+            seconds=_seconds(r, "seconds"),
+            timeout=_seconds(r, "timeout"),
+        )
+    raise r.fail(f"'kind' must be one of 'stop', 'dead', 'left', 'spe', 'stall'; got {_clip(kind)}")
+
+
+def _seconds(r: _Reader, name: str) -> float:
+    value = r.data.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise r.fail(f"'{name}' must be a number of seconds; got {_clip(value)}")
+    if not (math.isfinite(value) and 0 <= value <= 10**9):
+        raise r.fail(f"'{name}' must be a finite number in [0, 1e9]; got {value!r}")
+    return float(value)
+
+
+def parse_stall_answer(raw: str | None, key: str, store: str) -> StallAnswer:
+    """A rank's part of a stall report at ``key``, checked."""
+    r = _Reader(raw, key, store, "a stall answer")
+    stack = r.data.get("stack")
+    if (
+        not isinstance(stack, list)
+        or len(stack) > 64
+        or not all(isinstance(f, str) and len(f) <= 512 for f in stack)
+    ):
+        raise r.fail(f"'stack' must be a list of at most 64 short strings; got {_clip(stack)}")
+    return StallAnswer(step=r.integer("step", -1, MAX_STEP, optional=True), stack=tuple(stack))
 
 
 def _error_record(r: _Reader, world: int) -> dict[str, Any] | None:

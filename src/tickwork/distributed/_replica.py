@@ -20,6 +20,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._clock import Clock
@@ -27,11 +28,12 @@ from .._sync import SignalSafeEvent
 from ._agreement import Agreement
 from ._clients import give_back, take
 from ._env import Resolved
-from ._errors import RankDiedError, RemoteError, StoreUnreachableError
+from ._errors import RankDiedError, RemoteError, StallError, StoreUnreachableError
 from ._policy import UNSET, LogView, StepPlan, self_silent
-from ._records import Dead, Entry, Left, Origin, Spe, Stop
+from ._records import Dead, Entry, Left, Origin, Spe, Stalled, Stop
 from ._rendezvous import Keys, Peers, rendezvous
 from ._sender import Sender
+from ._stall import Stalls
 from ._store import StoreError
 from ._tracked import Calls, TrackedStore
 from ._watchdog import Watchdog
@@ -72,6 +74,7 @@ class Replica:
         startup: float,
         clock: Clock,
         on_stop: Callable[[BaseException | None], None],
+        stall: tuple[float | None, Path] | None = None,
     ) -> None:
         self.rank = found.rank
         self.world = found.world_size
@@ -124,6 +127,8 @@ class Replica:
             pid=self.peers.me.pid,
             nonce=self.peers.me.nonce,
         )
+        # (timeout or None for "auto", directory) when stall detection is on.
+        self.stalls = None if stall is None else Stalls(self, stall[0], stall[1])
         self.agreement = Agreement(self)
         self.sender = Sender(self, kv)
         self.watcher = LogWatcher(self, reader_kv)
@@ -191,6 +196,13 @@ class Replica:
             self.peers_changed.set()
         elif isinstance(entry, Spe):
             self.agreement.spe(kv, index, entry.value)
+        elif isinstance(entry, Stalled):
+            if self.stalls is not None:
+                self.stalls.handle(kv, index, entry)
+            else:  # another rank detects stalls, this one does not: it stops all the same
+                self.fail(
+                    StallError(None, "reported by another rank", entry.seconds, entry.timeout, None)
+                )
 
     # -- stopping ---------------------------------------------------------------------------------
 
@@ -285,6 +297,8 @@ class Replica:
                         f"{bound:g} s through {self.describe}"
                     )
                 )
+        if isinstance(self.fatal, StallError):
+            raise self.fatal
         with self.state:
             stop = self.plan.should_stop_at(step)
         if stop and self.preemption is not None and self.preempt is not None:

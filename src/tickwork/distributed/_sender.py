@@ -153,16 +153,23 @@ class Sender:
         with self._lock:
             watched = self._liveness.watched
         values = self._kv.get_many([self._peer_keys[p] for p in watched], present=True)
-        counters = {p: self._counter(p, raw) for p, raw in zip(watched, values, strict=True)}
+        beats = {p: self._parse(p, raw) for p, raw in zip(watched, values, strict=True)}
+        counters = {p: None if b is None else str(b.count) for p, b in beats.items()}
+        now = r.clock.now()
         with self._lock:
-            dead = self._liveness.observe(r.clock.now(), counters)
+            dead = self._liveness.observe(now, counters)
+            live = [r.rank, *self._liveness.watched]
         for rank, quiet in dead:
             r.declare_dead(rank, quiet, r.rank, post=True)
+        if r.stalls is not None and not dead:
+            steps = {p: None if b is None else b.step for p, b in beats.items()}
+            steps[r.rank] = r.position
+            r.stalls.observe(now, steps, live)
 
-    def _counter(self, rank: int, raw: str | None) -> str | None:
-        """The peer's counter, or None (no beat) for a value that is not a heartbeat."""
+    def _parse(self, rank: int, raw: str | None) -> Beat | None:
+        """The peer's beat, or None (no beat) for a value that is not a heartbeat."""
         try:
-            return str(parse_beat(raw, self._peer_keys[rank], self._r.describe).count)
+            return parse_beat(raw, self._peer_keys[rank], self._r.describe)
         except StoreRecordError as e:
             if rank not in self._warned:
                 self._warned.add(rank)

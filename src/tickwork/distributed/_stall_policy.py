@@ -1,0 +1,139 @@
+"""When a job is stalled, and which rank holds it back: pure decisions, no threads, no I/O.
+
+Progress is the step each rank last passed to ``should_stop_at(step)``, which every heartbeat
+carries; every rank sees every rank's step once per heartbeat interval, on its own monotonic
+clock, without a request more. :class:`StallWatch` keeps, per rank, when its step last changed.
+
+* A live rank that has not advanced for the timeout stalls the job.
+* The clock starts at the first *completed* step of any rank (a step value that changed): the
+  first step (compilation, warm-up) and a rank that starts late never trigger before that.
+* ``timeout="auto"``: ``max(AUTO_FLOOR, AUTO_FACTOR x the longest time any rank has gone between
+  two steps so far)``; until a step has completed no verdict is given (the first step may take
+  anything). A save or an evaluation inside the loop that takes up to AUTO_FACTOR times the
+  longest gap seen never triggers, and once it has happened it is the longest gap.
+
+:func:`suspect` names the rank that holds the job back: the one with the lowest step; where the
+lowest is shared, the one whose main-thread stack differs from the others'.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import final
+
+__all__ = ["AUTO_FACTOR", "AUTO_FLOOR", "Stall", "StallWatch", "suspect"]
+
+AUTO_FLOOR = 60.0
+"""Seconds: the least an automatic stall timeout can be."""
+AUTO_FACTOR = 100.0
+"""The automatic timeout is this many times the longest gap between two steps seen so far."""
+
+
+@final
+@dataclass(frozen=True, kw_only=True)
+class Stall:
+    """A verdict: ``rank`` (the first rank found stalled) has not advanced for ``seconds``
+    (``timeout`` in force), at ``steps`` (each rank's last step, None before its first)."""
+
+    rank: int
+    seconds: float
+    timeout: float
+    steps: dict[int, int | None]
+
+
+@dataclass
+class _Progress:
+    step: int | None = None
+    since: float | None = None  # when ``step`` was first seen
+
+
+@dataclass
+class StallWatch:
+    """Every rank's progress as seen by one rank (see module docs).
+
+    ``timeout``: seconds, or None for the automatic timeout.
+    """
+
+    ranks: Sequence[int]
+    timeout: float | None
+    first_completed: float | None = None
+    longest_gap: float = 0.0
+    _progress: dict[int, _Progress] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._progress = {r: _Progress() for r in self.ranks}
+
+    def observe(self, now: float, steps: Mapping[int, int | None]) -> None:
+        """Record each rank's step as read at ``now`` (None: no step yet, or not readable)."""
+        for rank, step in steps.items():
+            p = self._progress.get(rank)
+            if p is None or step is None or step == p.step:
+                continue
+            if p.step is not None and p.since is not None:
+                self.longest_gap = max(self.longest_gap, now - p.since)
+                if self.first_completed is None:
+                    self.first_completed = now
+            p.step = step
+            p.since = now
+
+    def effective_timeout(self) -> float | None:
+        """The timeout in force (None: no verdict possible yet)."""
+        if self.timeout is not None:
+            return self.timeout
+        if self.first_completed is None:
+            return None
+        return max(AUTO_FLOOR, AUTO_FACTOR * self.longest_gap)
+
+    def verdict(self, now: float, live: Sequence[int]) -> Stall | None:
+        """The stall at ``now`` among the ``live`` ranks (heartbeats still arriving), if any."""
+        timeout = self.effective_timeout()
+        if timeout is None or self.first_completed is None:
+            return None
+        worst: tuple[float, int] | None = None
+        for rank in live:
+            p = self._progress.get(rank)
+            if p is None:
+                continue
+            since = self.first_completed if p.since is None else max(p.since, self.first_completed)
+            quiet = now - since
+            if quiet >= timeout and (worst is None or quiet > worst[0]):
+                worst = (quiet, rank)
+        if worst is None:
+            return None
+        return Stall(
+            rank=worst[1],
+            seconds=worst[0],
+            timeout=timeout,
+            steps={r: p.step for r, p in self._progress.items()},
+        )
+
+
+def suspect(
+    steps: Mapping[int, int | None], stacks: Mapping[int, Sequence[str]]
+) -> tuple[int | None, str]:
+    """The rank that holds the job back, and why (``(None, why)`` when it cannot be told).
+
+    ``steps``: each answering rank's last step (None: none yet, counted as lowest);
+    ``stacks``: each answering rank's main-thread signature (its innermost frames).
+    """
+    if not steps:
+        return None, "no rank answered"
+    lowest = min(-math.inf if s is None else s for s in steps.values())
+    behind = sorted(r for r, s in steps.items() if (-math.inf if s is None else s) == lowest)
+    if len(behind) == 1 and len(steps) > 1:
+        return behind[0], f"the lowest step ({_step(steps[behind[0]])})"
+    signatures = {r: tuple(stacks.get(r, ())) for r in behind}
+    counts = Counter(signatures.values())
+    odd = [r for r, sig in signatures.items() if counts[sig] == 1]
+    if len(odd) == 1 and len(behind) > 2:
+        return odd[0], "the lowest step is shared; its main thread is elsewhere than the others'"
+    if len(behind) == 2 and len(counts) == 2:
+        return None, "two ranks at the lowest step, their main threads in two places"
+    return None, "the ranks at the lowest step are in the same place"
+
+
+def _step(step: int | None) -> str:
+    return "none yet" if step is None else str(step)

@@ -1,0 +1,76 @@
+"""A stuck rank named with every rank's stacks, and the job ended: real processes, gloo, a real
+all-reduce per step, 3 ranks, stall_timeout 3 s (heartbeats every 0.25 s).
+
+Margins are generous (a loaded 2-core machine); the times from the stall to the reports and to
+the exit are measured by benchmarks, not asserted tightly here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:  # mypy names this folder's modules from the repository root
+    from tests.distributed._dist_harness import Job
+
+    StartJob = Callable[..., Job]
+
+pytest.importorskip("torch.distributed")
+
+pytestmark = [pytest.mark.distributed, pytest.mark.torch, pytest.mark.timeout(240)]
+
+STALL = 3.0
+EXIT_CODE = 87  # tickwork.distributed._stall.STALL_EXIT_CODE
+
+
+class TestStuckRank:
+    @pytest.mark.parametrize("mode", ["sleep", "spin", "queue"])
+    def test_every_rank_names_the_stuck_one_and_the_job_ends(
+        self, job: StartJob, mode: str
+    ) -> None:
+        """Rank 1 stuck at step 5 (asleep with the GIL released, spinning in Python, or blocked
+        on a queue) while the others wait in the all-reduce: every rank writes its report with
+        its threads' stacks and ``suspect: rank 1`` (told from the stacks: all are at step 5),
+        and every process ends with a non-zero status, those in the collective included."""
+        j = job("spawn", 3, scenario="stall", mode=mode, target=1, stall_timeout=STALL)
+        codes = j.exit_codes(timeout=90)
+        assert all(code not in (None, 0) for code in codes.values()), codes
+        began = json.loads((j.out / "stuck1").read_text())
+        for rank in range(3):
+            report = j.out / "stalls" / f"stall-rank{rank}.txt"
+            assert report.exists(), f"rank {rank} wrote no report; exit codes {codes}"
+            text = report.read_text()
+            assert "suspect: rank 1" in text, text
+            assert "(main)" in text
+            assert "step 5" in text
+            # Written within the timeout plus 5 s of the stall, plus a generous margin for load.
+            assert report.stat().st_mtime - began < STALL + 5 + 20
+        stuck_frames = {"sleep": "_stall", "spin": "_stall", "queue": "get"}[mode]
+        rank1 = (j.out / "stalls" / "stall-rank1.txt").read_text()
+        assert stuck_frames in rank1
+        assert "all_reduce" in (j.out / "stalls" / "stall-rank0.txt").read_text()
+        assert codes[0] == EXIT_CODE  # blocked in the collective: ended by tickwork
+
+
+class TestNoFalseAlarm:
+    def test_varying_steps_a_long_step_and_a_late_rank(self, job: StartJob) -> None:
+        """Steps of 0-0.3 s, one of 0.8 x stall_timeout, and a rank that starts 5 s late (longer
+        than the timeout): no report, and the job ends normally at the requested stop."""
+        j = job(
+            "spawn",
+            3,
+            scenario="stall",
+            mode="steady",
+            stall_timeout=STALL,
+            long=0.8 * STALL,
+            late=5.0,
+        )
+        results = j.results(timeout=150)
+        for r in results.values():
+            assert "crash" not in r, r
+            assert r["join"] is None, r
+        assert len({r["steps"] for r in results.values()}) == 1
+        assert not (j.out / "stalls").exists()
