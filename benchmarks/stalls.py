@@ -18,9 +18,13 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+# The harness imports its worker as a top-level module, as the tests do.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "distributed"))
 
 from tests.distributed._dist_harness import Job
 

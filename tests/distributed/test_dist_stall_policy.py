@@ -1,0 +1,136 @@
+"""The stall verdict and the suspect as pure functions (no threads, no store), and the
+Coordinator's stall arguments."""
+
+from __future__ import annotations
+
+import pytest
+
+from tickwork.distributed import Coordinator, MemoryStore
+from tickwork.distributed._stall_policy import AUTO_FACTOR, AUTO_FLOOR, StallWatch, suspect
+
+RANKS = [0, 1, 2]
+
+
+def run(watch: StallWatch, t0: float, steps_per_rank: dict[int, list[tuple[float, int]]]) -> None:
+    """Feed (time, step) samples of each rank, in time order."""
+    samples = sorted((t, r, s) for r, seq in steps_per_rank.items() for t, s in seq)
+    for t, r, s in samples:
+        watch.observe(t0 + t, {r: s})
+
+
+class TestVerdict:
+    def test_a_rank_that_stops_advancing_is_stalled_after_the_timeout(self) -> None:
+        """Steps every second, then rank 1 stands still: a verdict once 10 s have passed."""
+        watch = StallWatch(RANKS, 10.0)
+        for t in range(6):
+            watch.observe(float(t), {r: t if r != 1 or t < 3 else 3 for r in RANKS})
+        assert watch.verdict(12.9, RANKS) is None
+        stall = watch.verdict(13.0, RANKS)
+        assert stall is not None
+        assert stall.rank == 1
+        assert stall.seconds == 10.0
+        assert stall.steps == {0: 5, 1: 3, 2: 5}
+
+    def test_a_dead_rank_is_not_a_stall(self) -> None:
+        """Only live ranks count (a silent rank is the heartbeats' business)."""
+        watch = StallWatch(RANKS, 10.0)
+        watch.observe(0.0, dict.fromkeys(RANKS, 0))
+        watch.observe(1.0, {0: 1, 1: 1})
+        assert watch.verdict(100.0, [0, 1]) is not None
+        watch.observe(100.0, {0: 2, 1: 2})
+        assert watch.verdict(105.0, [0, 1]) is None
+
+    def test_a_long_step_of_0_8_timeout_is_no_stall(self) -> None:
+        """Steps of varying length, one of 0.8 x the timeout: never a verdict."""
+        watch = StallWatch(RANKS, 10.0)
+        t = 0.0
+        for step, length in enumerate([0.1, 2.0, 0.5, 8.0, 0.3, 7.9, 1.0]):
+            watch.observe(t, dict.fromkeys(RANKS, step))
+            for k in range(1, 9):
+                assert watch.verdict(t + length * k / 8, RANKS) is None
+            t += length
+
+    def test_the_first_step_and_a_late_rank_count_from_the_first_completed_step(self) -> None:
+        """Compilation (a first step of 100 s) and a rank whose first step comes 50 s late
+        never trigger; the clock starts when a step is first seen to complete."""
+        watch = StallWatch(RANKS, 10.0)
+        watch.observe(0.0, {0: 0, 1: 0})
+        assert watch.verdict(100.0, RANKS) is None  # nothing completed yet
+        watch.observe(100.0, {0: 1, 1: 1})  # first completed step
+        assert watch.verdict(109.0, RANKS) is None
+        watch.observe(109.0, {0: 2, 1: 2, 2: 2})  # rank 2 arrives
+        assert watch.verdict(118.0, RANKS) is None
+        stall = watch.verdict(119.5, RANKS)
+        assert stall is not None
+
+
+class TestAuto:
+    def test_auto_gives_no_verdict_before_a_step_completes(self) -> None:
+        """The automatic timeout needs one completed step to learn from."""
+        watch = StallWatch(RANKS, None)
+        watch.observe(0.0, dict.fromkeys(RANKS, 0))
+        assert watch.effective_timeout() is None
+        assert watch.verdict(10_000.0, RANKS) is None
+
+    def test_auto_is_the_floor_or_a_multiple_of_the_longest_gap(self) -> None:
+        """0.1 s steps: the floor; once a 5 s gap was seen: 100 x 5 s."""
+        watch = StallWatch(RANKS, None)
+        for k in range(5):
+            watch.observe(0.125 * k, dict.fromkeys(RANKS, k))
+        assert watch.effective_timeout() == AUTO_FLOOR
+        watch.observe(0.5 + 5.0, dict.fromkeys(RANKS, 5))
+        assert watch.effective_timeout() == AUTO_FACTOR * 5.0
+
+    def test_a_save_50_times_the_step_time_is_no_stall_in_auto_mode(self) -> None:
+        """Steps of 2 s (longest gap 2 s: timeout 200 s), then a save of 100 s inside a step."""
+        watch = StallWatch(RANKS, None)
+        for k in range(10):
+            watch.observe(2.0 * k, dict.fromkeys(RANKS, k))
+        for t in range(18, 119):  # the save: 100 s without a step
+            assert watch.verdict(float(t), RANKS) is None
+        watch.observe(119.0, dict.fromkeys(RANKS, 10))
+        assert watch.effective_timeout() == AUTO_FACTOR * 101.0
+
+
+class TestSuspect:
+    def test_the_lowest_step_is_the_suspect(self) -> None:
+        """One rank behind the others is the one holding the job back."""
+        assert suspect({0: 7, 1: 6, 2: 7}, {}) == (1, "the lowest step (6)")
+
+    def test_a_rank_without_a_step_is_the_lowest(self) -> None:
+        """A rank that never passed a step is behind everyone."""
+        assert suspect({0: 7, 1: None, 2: 7}, {})[0] == 1
+
+    def test_equal_steps_are_told_apart_by_the_odd_main_thread(self) -> None:
+        """All at step 5: the rank whose main thread is not in the all-reduce is the suspect."""
+        reduce = ["c10d.py:all_reduce", "train.py:step"]
+        stacks = {0: reduce, 1: ["queue.py:get", "train.py:step"], 2: reduce}
+        named, why = suspect({0: 5, 1: 5, 2: 5}, stacks)
+        assert named == 1
+        assert "elsewhere" in why
+
+    def test_undecidable_cases_name_no_rank(self) -> None:
+        """Two ranks in two places, or all in the same place: no rank is named."""
+        assert suspect({0: 5, 1: 5}, {0: ["a"], 1: ["b"]})[0] is None
+        assert suspect({0: 5, 1: 5, 2: 5}, {r: ["a"] for r in range(3)})[0] is None
+        assert suspect({}, {}) == (None, "no rank answered")
+
+
+class TestArguments:
+    @pytest.mark.parametrize(
+        ("kwargs", "error", "match"),
+        [
+            ({"stall_timeout": 0}, ValueError, "'stall_timeout' must be a finite number > 0"),
+            ({"stall_timeout": float("nan")}, ValueError, "'stall_timeout' must be a finite"),
+            ({"stall_timeout": "soon"}, ValueError, "'stall_timeout' must be a number of seconds"),
+            ({"stall_timeout": 0.5}, ValueError, "must be > heartbeat_interval=1"),
+            ({"stall_dir": "/tmp/x"}, ValueError, "'stall_dir' needs stall_timeout"),
+            ({"stall_timeout": 5, "stall_dir": 3}, TypeError, "'stall_dir' must be a path"),
+        ],
+    )
+    def test_bad_stall_arguments_are_named(
+        self, kwargs: dict[str, object], error: type[Exception], match: str
+    ) -> None:
+        """Each bad stall argument is refused with its name, the rule and the value."""
+        with pytest.raises(error, match=match):
+            Coordinator(MemoryStore(), **kwargs)  # type: ignore[arg-type]
