@@ -335,8 +335,6 @@ def _stall(
     after the others; rank 0 stops the job at step 40."""
     import queue
 
-    import torch
-
     mode, target = cfg["mode"], cfg.get("target", 1)
     rng = random.Random(rank)
     if mode == "steady" and rank == 2:
@@ -357,8 +355,11 @@ def _stall(
                     sum(range(1000))
             else:
                 queue.Queue().get(timeout=60)
-        t = torch.ones(1)
-        dist.all_reduce(t)
+        if dist is not None:  # torch: a real all-reduce; JAX: no collective, steps drift apart
+            import torch
+
+            t = torch.ones(1)
+            dist.all_reduce(t)
         if mode == "steady":
             time.sleep(cfg["long"] if step == 10 else rng.random() * 0.3)
         else:  # steps the heartbeats can see (the clock starts at a step seen to complete)

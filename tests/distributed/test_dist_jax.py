@@ -31,8 +31,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _run(tmp_path: Path, scenario: str, world: int = 2, term: int | None = None) -> dict[int, Any]:
+def _run(
+    tmp_path: Path,
+    scenario: str,
+    world: int = 2,
+    term: int | None = None,
+    codes: dict[int, int | None] | None = None,
+    **extra: Any,
+) -> dict[int, Any]:
     cfg = {
+        **extra,
         "launcher": "jax",
         "engine": "jax",
         "out": str(tmp_path),
@@ -65,6 +73,9 @@ def _run(tmp_path: Path, scenario: str, world: int = 2, term: int | None = None)
             os.kill(procs[term].pid, signal.SIGTERM)
         for p in procs:
             p.wait(120)
+        if codes is not None:
+            codes.update({rank: p.returncode for rank, p in enumerate(procs)})
+            return {}
     finally:
         for p in procs:
             if p.poll() is None:
@@ -107,3 +118,15 @@ def test_sigterm_goes_to_jax_preemption_sync_and_saves_once_each(tmp_path: Path)
         assert len(r["saves"]) == 1
     assert results[0]["steps"] == results[1]["steps"]
     assert results[0]["saves"] == results[1]["saves"] == [results[0]["steps"]]
+
+
+def test_a_stuck_process_is_named_and_the_job_ends(tmp_path: Path) -> None:
+    """Process 1 asleep at step 5 while process 0 goes on (no collective): both write a report
+    naming process 1 (the lowest step), and both end with a non-zero status."""
+    codes: dict[int, int | None] = {}
+    _run(tmp_path, "stall", codes=codes, mode="sleep", stall_timeout=3.0)
+    assert all(code not in (None, 0) for code in codes.values()), codes
+    for rank in range(2):
+        text = (tmp_path / "stalls" / f"stall-rank{rank}.txt").read_text()
+        assert "suspect: rank 1" in text, text
+        assert "the lowest step" in text
