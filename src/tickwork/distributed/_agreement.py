@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ._errors import StoreRecordError
+from ._errors import StoreRecordError, StoreUnreachableError
 from ._policy import UNSET, agreed_step
 from ._records import Commit, encode, parse_commit
 from ._tracked import TrackedStore
@@ -102,3 +102,34 @@ class Agreement:
                 r.spe_ready.set()
         if r.on_spe is not None:
             r.on_spe(value)
+
+    def spe_at(self, step: int) -> int:
+        """The steps per execution for the call that starts at ``step`` (main thread)."""
+        r = self._r
+        if r.spe_dirty:
+            return self._spe_slow(step)
+        r.position = step
+        if r.spe_dirty:  # set by the watcher meanwhile (mypy cannot know)
+            return self._spe_slow(step)  # type: ignore[unreachable]
+        return r.spe_value
+
+    def _spe_slow(self, step: int) -> int:
+        r = self._r
+        bound = 2 * r.timeout + 5
+        limit = r.clock.now() + bound
+        while not r.spe_ready.is_set():
+            if not r.clock.wait_until(r.spe_ready, limit):
+                r.fail(
+                    StoreUnreachableError(
+                        f"rank {r.rank}: the ranks did not agree on steps per execution "
+                        f"within {bound:g} s through {r.describe}"
+                    )
+                )
+        with r.state:
+            value = r.plan.spe_at(step)
+            if r.spe_pending == 0 and all(
+                after is None or step > after for after, _ in r.plan.switches
+            ):
+                r.spe_value = value
+                r.spe_dirty = False
+            return value

@@ -305,34 +305,6 @@ class Replica:
             self.preemption.run_final_checkpoint(step)
         return stop
 
-    def spe_at(self, step: int) -> int:
-        if self.spe_dirty:
-            return self._spe_slow(step)
-        self.position = step
-        if self.spe_dirty:  # set by the watcher meanwhile (mypy cannot know)
-            return self._spe_slow(step)  # type: ignore[unreachable]
-        return self.spe_value
-
-    def _spe_slow(self, step: int) -> int:
-        bound = 2 * self.timeout + 5
-        limit = self.clock.now() + bound
-        while not self.spe_ready.is_set():
-            if not self.clock.wait_until(self.spe_ready, limit):
-                self.fail(
-                    StoreUnreachableError(
-                        f"rank {self.rank}: the ranks did not agree on steps per execution "
-                        f"within {bound:g} s through {self.describe}"
-                    )
-                )
-        with self.state:
-            value = self.plan.spe_at(step)
-            if self.spe_pending == 0 and all(
-                after is None or step > after for after, _ in self.plan.switches
-            ):
-                self.spe_value = value
-                self.spe_dirty = False
-            return value
-
     # -- join and close ---------------------------------------------------------------------------
 
     def await_first_stop(self) -> None:

@@ -90,7 +90,7 @@ class SharedStepsPerExecution:
 
     def value_at(self, step: int) -> int:
         """The steps per execution for the call that starts at ``step`` (same on every rank)."""
-        return self._replica.spe_at(step)
+        return self._replica.agreement.spe_at(step)
 
     def __repr__(self) -> str:
         return f"SharedStepsPerExecution({self._assigned}, decider={self._decider})"
