@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["THREAD_PREFIX", "callable_name", "thread_name"]
+import threading
+from collections.abc import Callable
+
+__all__ = ["THREAD_PREFIX", "callable_name", "start_daemon", "thread_name"]
 
 THREAD_PREFIX = "tickwork:"
 """Every tickwork thread's name starts with this, so a leak or a thread dump is easy to spot."""
@@ -17,3 +20,10 @@ def callable_name(fn: object) -> str:
     """``Trainer.log`` for a method, ``report`` for a function (local-scope prefixes dropped)."""
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
     return str(name).rsplit("<locals>.", 1)[-1]
+
+
+def start_daemon(target: Callable[[], object], what: str) -> threading.Thread:
+    """Start ``target`` in a daemon thread named :func:`thread_name` (``what``)."""
+    thread = threading.Thread(target=target, name=thread_name(what), daemon=True)
+    thread.start()
+    return thread

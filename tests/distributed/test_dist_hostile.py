@@ -10,36 +10,19 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tickwork.distributed import Coordinator, MemoryStore, RemoteError, StoreRecordError
 from tickwork.distributed._records import MAX_RECORD_BYTES
 
-TIMEOUT = 10.0  # real seconds any single wait here may take
+if TYPE_CHECKING:  # mypy names this folder's modules from the repository root
+    from tests.distributed._inproc import TIMEOUT, make_ranks, wait_for
+else:  # pytest runs them with this folder on sys.path
+    from _inproc import TIMEOUT, make_ranks, wait_for
+
 PREFIX = "tickwork/run/0/default/"
-
-
-def _make(store: MemoryStore, world: int) -> list[Coordinator]:
-    coords: list[Coordinator | None] = [None] * world
-    errors: list[BaseException] = []
-
-    def make(rank: int) -> None:
-        try:
-            coords[rank] = Coordinator(
-                store.clone(), rank=rank, world_size=world, heartbeat_timeout=30.0
-            )
-        except BaseException as e:
-            errors.append(e)
-
-    threads = [threading.Thread(target=make, args=(r,)) for r in range(world)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
-    assert not errors, errors
-    return [c for c in coords if c is not None]
 
 
 @pytest.fixture
@@ -48,22 +31,13 @@ def world() -> Iterator[Callable[[int], tuple[MemoryStore, list[Coordinator]]]]:
 
     def start(size: int) -> tuple[MemoryStore, list[Coordinator]]:
         store = MemoryStore()
-        coords = _make(store, size)
+        coords = make_ranks(store, size)
         made.extend(coords)
         return store, coords
 
     yield start
     for c in made:
         c.close(timeout=2)
-
-
-def _wait(predicate: Callable[[], bool], what: str) -> None:
-    done = threading.Event()
-    for _ in range(int(TIMEOUT / 0.005)):
-        if predicate():
-            return
-        done.wait(0.005)
-    raise AssertionError(f"not within {TIMEOUT} s: {what}")
 
 
 def _entry(**fields: Any) -> str:
@@ -96,7 +70,7 @@ class TestForeignLogEntries:
         StoreRecordError with the key, the store and the rule broken."""
         store, coords = world(3)
         store.set(PREFIX + "ev/0", raw)
-        _wait(lambda: all(c.should_stop() for c in coords), "every rank stopped")
+        wait_for(lambda: all(c.should_stop() for c in coords), "every rank stopped")
         for c in coords:
             with pytest.raises(StoreRecordError) as info:
                 c.join()
@@ -145,7 +119,7 @@ class TestForeignAgreementAnswers:
         """A bell set by another client (a forged nonce) stops the rank with StoreRecordError."""
         store, coords = world(2)
         store.set(PREFIX + "bell/1", _entry(nonce="forged"))
-        _wait(lambda: coords[1].should_stop(), "rank 1 stopped")
+        wait_for(lambda: coords[1].should_stop(), "rank 1 stopped")
         with pytest.raises(StoreRecordError, match=r"bell/1.*not rung by it"):
             coords[1].join()
 
@@ -163,7 +137,7 @@ class TestForeignHeartbeats:
             store, rank=0, world_size=2, heartbeat_timeout=30.0, heartbeat_interval=0.05
         )
         try:
-            _wait(
+            wait_for(
                 lambda: "ignoring a heartbeat that is not one" in caplog.text,
                 "a warning about hb/1",
             )

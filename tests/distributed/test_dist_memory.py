@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -30,29 +30,13 @@ from tickwork.distributed import (
 )
 from tickwork.testing import FakeClock
 
-TIMEOUT = 10.0  # real seconds any single wait here may take
+if TYPE_CHECKING:  # mypy names this folder's modules from the repository root
+    from tests.distributed._inproc import TIMEOUT, make_ranks, wait_for
+else:  # pytest runs them with this folder on sys.path
+    from _inproc import TIMEOUT, make_ranks, wait_for
+
 
 Ranks = Callable[..., list[Coordinator]]  # the `ranks` fixture: ranks(world, store=None, **kw)
-
-
-def _make(store: MemoryStore, world: int, **kw: Any) -> list[Coordinator]:
-    coords: list[Coordinator | None] = [None] * world
-    errors: list[BaseException] = []
-
-    def make(rank: int) -> None:
-        try:
-            coords[rank] = Coordinator(store.clone(), rank=rank, world_size=world, **kw)
-        except BaseException as e:
-            errors.append(e)
-
-    threads = [threading.Thread(target=make, args=(r,)) for r in range(world)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
-    assert not errors, errors
-    assert all(c is not None for c in coords)
-    return coords  # type: ignore[return-value]
 
 
 @pytest.fixture
@@ -64,7 +48,7 @@ def ranks() -> Iterator[Callable[..., list[Coordinator]]]:
         store = store or MemoryStore()
         stores.append(store)
         kw.setdefault("heartbeat_timeout", 5.0)
-        coords = _make(store, world, **kw)
+        coords = make_ranks(store, world, **kw)
         made.extend(coords)
         return coords
 
@@ -75,15 +59,6 @@ def ranks() -> Iterator[Callable[..., list[Coordinator]]]:
         c.close(timeout=2)
 
 
-def _wait(predicate: Callable[[], bool], what: str) -> None:
-    done = threading.Event()
-    for _ in range(int(TIMEOUT / 0.005)):
-        if predicate():
-            return
-        done.wait(0.005)
-    raise AssertionError(f"not within {TIMEOUT} s: {what}")
-
-
 class TestStopAcrossRanks:
     def test_request_stop_on_one_rank_stops_every_rank(self, ranks: Ranks) -> None:
         """A plain stop anywhere turns should_stop() True everywhere; join() returns."""
@@ -91,7 +66,7 @@ class TestStopAcrossRanks:
         assert not any(c.should_stop() for c in coords)
         coords[2].request_stop()
         assert coords[2].should_stop()  # locally at once
-        _wait(lambda: all(c.should_stop() for c in coords), "every rank stopped")
+        wait_for(lambda: all(c.should_stop() for c in coords), "every rank stopped")
         for c in coords:
             c.join()
 
@@ -100,7 +75,7 @@ class TestStopAcrossRanks:
         coords = ranks(3)
         with coords[1].stop_on_exception():
             raise KeyError("missing")
-        _wait(lambda: all(c.should_stop() for c in coords), "every rank stopped")
+        wait_for(lambda: all(c.should_stop() for c in coords), "every rank stopped")
         with pytest.raises(KeyError):
             coords[1].join()
         for c in (coords[0], coords[2]):
@@ -115,7 +90,7 @@ class TestStopAcrossRanks:
         """Two ranks fail: every rank's join() raises the same (first logged) one."""
         coords = ranks(2)
         coords[0].request_stop(ValueError("first"))
-        _wait(lambda: coords[1].should_stop(), "rank 1 stopped")
+        wait_for(lambda: coords[1].should_stop(), "rank 1 stopped")
         coords[1].request_stop(TypeError("second"))
         with pytest.raises(ValueError, match="first"):
             coords[0].join()
@@ -126,7 +101,7 @@ class TestStopAcrossRanks:
         """StopIteration reported on one rank is a plain stop on all."""
         coords = ranks(2)
         coords[0].request_stop(StopIteration())
-        _wait(lambda: coords[1].should_stop(), "rank 1 stopped")
+        wait_for(lambda: coords[1].should_stop(), "rank 1 stopped")
         coords[0].join()
         coords[1].join()
 
@@ -139,7 +114,7 @@ class TestStopAcrossRanks:
 
         thread = tickwork.LooperThread(coords[0], 0.01, target=fail)
         thread.start()
-        _wait(lambda: coords[1].should_stop(), "rank 1 stopped")
+        wait_for(lambda: coords[1].should_stop(), "rank 1 stopped")
         with pytest.raises(RuntimeError, match="looper broke"):
             coords[0].join([thread])
         with pytest.raises(RemoteError, match="RuntimeError: looper broke"):
@@ -189,7 +164,7 @@ class TestAgreedStep:
         """Without any should_stop_at call before the stop, should_stop_at is True at once."""
         coords = ranks(2)
         coords[0].request_stop()
-        _wait(lambda: coords[1].should_stop(), "rank 1 stopped")
+        wait_for(lambda: coords[1].should_stop(), "rank 1 stopped")
         assert coords[1].should_stop_at(0)
         assert coords[0].should_stop_at(0)
 
@@ -220,7 +195,7 @@ class TestDeadRanks:
             assert not coord.should_stop()
             clock.wait_for_sleepers(2)
             clock.advance(1.0)  # 5 s after its last beat
-            _wait(coord.should_stop, "rank 1 declared dead")
+            wait_for(coord.should_stop, "rank 1 declared dead")
             assert coord.dead_ranks == {1}
             assert coord.should_stop_at(0)  # no agreement with a dead rank
             with pytest.raises(RankDiedError, match=r"rank 1 \(host ghost, pid 1\)") as info:
@@ -234,7 +209,7 @@ class TestDeadRanks:
         clock = FakeClock(1000.0)
         coords = ranks(2, clock=clock, heartbeat_interval=1.0)
         coords[1].close()
-        _wait(lambda: coords[0].dead_ranks == frozenset() and 1 in coords[0].left_ranks, "left")
+        wait_for(lambda: coords[0].dead_ranks == frozenset() and 1 in coords[0].left_ranks, "left")
         for _ in range(10):
             clock.wait_for_sleepers(2)
             clock.advance(1.0)
@@ -277,7 +252,7 @@ class TestStoreFailures:
         store.freeze()
         for _ in range(8):
             clock.advance(1.0)
-        _wait(lambda: all(c.should_stop() for c in coords), "every rank stopped")
+        wait_for(lambda: all(c.should_stop() for c in coords), "every rank stopped")
         for c in coords:
             with pytest.raises(StoreUnreachableError, match="no reply from MemoryStore"):
                 c.join()
@@ -288,7 +263,7 @@ class TestStoreFailures:
         store = MemoryStore()
         coords = ranks(2, store=store, heartbeat_interval=0.05, heartbeat_timeout=5.0)
         store.fail()
-        _wait(lambda: all(c.should_stop() for c in coords), "every rank stopped")
+        wait_for(lambda: all(c.should_stop() for c in coords), "every rank stopped")
         for c in coords:
             with pytest.raises(StoreUnreachableError, match="the store failed"):
                 c.join()
@@ -308,7 +283,7 @@ class TestPreemption:
             with coord.stop_on_signals(final_checkpoint=saves.append, deadline=30) as stop:
                 assert not coord.should_stop_at(0)
                 os.kill(os.getpid(), signal.SIGUSR1)
-                _wait(coord.should_stop, "stop after the signal")
+                wait_for(coord.should_stop, "stop after the signal")
                 step = 1
                 while not coord.should_stop_at(step):
                     step += 1
@@ -347,7 +322,7 @@ class TestSharedSpe:
                     def agreed(v: int = value) -> bool:
                         return shared[1].value == v
 
-                    _wait(agreed, f"spe {value} agreed")
+                    wait_for(agreed, f"spe {value} agreed")
                 if rank == 1 and step >= 60:
                     coord.request_stop()
                 barrier.wait()

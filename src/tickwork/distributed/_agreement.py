@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ._errors import StoreRecordError, StoreUnreachableError
+from ._errors import StoreRecordError
 from ._policy import UNSET, agreed_step
 from ._records import Commit, encode, parse_commit
 from ._tracked import TrackedStore
@@ -62,6 +62,16 @@ class Agreement:
         ]
         return True, agreed_step([c.step for c in commits])
 
+    def _agree_or_fail(
+        self, kv: TrackedStore, index: int, mine: int | None
+    ) -> tuple[bool, int | None]:
+        """:meth:`_agree`, where a foreign answer stops the job (and is posted) instead."""
+        try:
+            return self._agree(kv, index, mine)
+        except StoreRecordError as e:
+            self._r.fail(e, post=True)
+            return False, None
+
     def stop(self, kv: TrackedStore, index: int) -> None:
         """The first stop is entry ``index``: agree on the step every rank stops after."""
         r = self._r
@@ -69,11 +79,7 @@ class Agreement:
             if r.stop_commit is UNSET:
                 r.stop_commit = r.position
             mine = r.stop_commit
-        try:
-            agreed, step = self._agree(kv, index, mine)
-        except StoreRecordError as e:
-            r.fail(e, post=True)
-            agreed, step = False, None
+        agreed, step = self._agree_or_fail(kv, index, mine)
         with r.state:
             if agreed:
                 r.plan.stopping = True
@@ -89,11 +95,7 @@ class Agreement:
             r.spe_pending += 1
             r.spe_ready.clear()
             mine = r.position
-        try:
-            agreed, step = self._agree(kv, index, mine)
-        except StoreRecordError as e:
-            r.fail(e, post=True)
-            agreed, step = False, None
+        agreed, step = self._agree_or_fail(kv, index, mine)
         with r.state:
             if agreed:
                 r.plan.switches.append((step, value))
@@ -115,16 +117,7 @@ class Agreement:
 
     def _spe_slow(self, step: int) -> int:
         r = self._r
-        bound = 2 * r.timeout + 5
-        limit = r.clock.now() + bound
-        while not r.spe_ready.is_set():
-            if not r.clock.wait_until(r.spe_ready, limit):
-                r.fail(
-                    StoreUnreachableError(
-                        f"rank {r.rank}: the ranks did not agree on steps per execution "
-                        f"within {bound:g} s through {r.describe}"
-                    )
-                )
+        r.wait_agreed(r.spe_ready, "steps per execution")
         with r.state:
             value = r.plan.spe_at(step)
             if r.spe_pending == 0 and all(

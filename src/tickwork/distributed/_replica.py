@@ -282,21 +282,26 @@ class Replica:
 
     # -- the agreed stop step ---------------------------------------------------------------------
 
+    def wait_agreed(self, agreed: SignalSafeEvent, what: str) -> None:
+        """Wait for an agreement on ``what`` (main thread), bounded: past the bound the store is
+        taken as unreachable, which ends the wait."""
+        bound = 2 * self.timeout + 5
+        limit = self.clock.now() + bound
+        while not agreed.is_set():
+            if not self.clock.wait_until(agreed, limit):
+                self.fail(
+                    StoreUnreachableError(
+                        f"rank {self.rank}: the ranks did not agree on {what} within {bound:g} s "
+                        f"through {self.describe}"
+                    )
+                )
+
     def stop_at(self, step: int) -> bool:
         """``should_stop_at(step)`` once the local flag is set (see the Coordinator)."""
         with self.state:
             if self.stop_commit is UNSET:
                 self.stop_commit = self.position
-        bound = 2 * self.timeout + 5
-        limit = self.clock.now() + bound
-        while not self.stop_agreed.is_set():
-            if not self.clock.wait_until(self.stop_agreed, limit):
-                self.fail(
-                    StoreUnreachableError(
-                        f"rank {self.rank}: the ranks did not agree on a stop step within "
-                        f"{bound:g} s through {self.describe}"
-                    )
-                )
+        self.wait_agreed(self.stop_agreed, "a stop step")
         if isinstance(self.fatal, StallError):
             raise self.fatal
         with self.state:

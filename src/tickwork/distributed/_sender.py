@@ -18,7 +18,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from .._clock import any_stop
-from .._naming import thread_name
+from .._naming import start_daemon
 from .._schedule import Overrun
 from .._sync import SignalSafeEvent
 from .._ticker import Ticker
@@ -73,13 +73,7 @@ class Sender:
         self._until = until
 
     def start(self) -> threading.Thread:
-        thread = threading.Thread(
-            target=self._run,
-            name=thread_name(f"distributed sender (rank {self._r.rank})"),
-            daemon=True,
-        )
-        thread.start()
-        return thread
+        return start_daemon(self._run, f"distributed sender (rank {self._r.rank})")
 
     # -- the outbox -------------------------------------------------------------------------------
 

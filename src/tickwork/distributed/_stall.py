@@ -26,7 +26,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._naming import thread_name
+from .._naming import start_daemon
 from ._errors import StallError, StoreRecordError
 from ._records import StallAnswer, Stalled, encode, parse_stall_answer
 from ._stall_policy import Stall, StallWatch, suspect
@@ -135,11 +135,7 @@ class Stalls:
         error = StallError(named, reason, entry.seconds, entry.timeout, path)
         logger.error("rank %d: %s", r.rank, error)
         r.fail(error)
-        threading.Thread(
-            target=self._end_later,
-            name=thread_name(f"distributed stall exit (rank {r.rank})"),
-            daemon=True,
-        ).start()
+        start_daemon(self._end_later, f"distributed stall exit (rank {r.rank})")
 
     def _write(
         self,

@@ -16,7 +16,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from .._naming import thread_name
+from .._naming import start_daemon
 from ._errors import StoreUnreachableError
 from ._policy import self_silent
 
@@ -38,13 +38,7 @@ class Watchdog:
         self.frozen_after = self.period + max(1.0, replica.timeout / 2)
 
     def start(self) -> threading.Thread:
-        thread = threading.Thread(
-            target=self._run,
-            name=thread_name(f"distributed watchdog (rank {self._r.rank})"),
-            daemon=True,
-        )
-        thread.start()
-        return thread
+        return start_daemon(self._run, f"distributed watchdog (rank {self._r.rank})")
 
     def check(self, now: float, last_wake: float) -> None:
         """One look at ``now``; the previous one was at ``last_wake``."""

@@ -18,7 +18,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from .._naming import thread_name
+from .._naming import start_daemon
 from .._sync import SignalSafeEvent
 from ._errors import StoreRecordError
 from ._records import Left, parse_bell, parse_entry
@@ -45,13 +45,7 @@ class LogWatcher:
         self.done = SignalSafeEvent()
 
     def start(self) -> threading.Thread:
-        thread = threading.Thread(
-            target=self._run,
-            name=thread_name(f"distributed log reader (rank {self._r.rank})"),
-            daemon=True,
-        )
-        thread.start()
-        return thread
+        return start_daemon(self._run, f"distributed log reader (rank {self._r.rank})")
 
     def _run(self) -> None:
         r = self._r
@@ -90,13 +84,7 @@ class Bell:
         self._kv = kv
 
     def start(self) -> threading.Thread:
-        thread = threading.Thread(
-            target=self._run,
-            name=thread_name(f"distributed stop bell (rank {self._r.rank})"),
-            daemon=True,
-        )
-        thread.start()
-        return thread
+        return start_daemon(self._run, f"distributed stop bell (rank {self._r.rank})")
 
     def _run(self) -> None:
         r = self._r
