@@ -52,7 +52,10 @@ class TestStuckRank:
         rank1 = (j.out / "stalls" / "stall-rank1.txt").read_text()
         assert stuck_frames in rank1
         assert "all_reduce" in (j.out / "stalls" / "stall-rank0.txt").read_text()
-        assert codes[0] == EXIT_CODE  # blocked in the collective: ended by tickwork
+        # Processes blocked in the collective are ended by tickwork (87), unless a peer ended
+        # first and their collective failed (status 1, the script's own error).
+        assert EXIT_CODE in codes.values(), codes
+        assert set(codes.values()) <= {EXIT_CODE, 1}, codes
 
 
 class TestNoFalseAlarm:
