@@ -40,4 +40,5 @@ test: lint typecheck pytest
 bench-venv: .bench-venv/.installed
 
 clean:
-	rm -rf $(DEMO_VENV) $(TEST_VENV) .bench-venv .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(DEMO_VENV) $(TEST_VENV) .bench-venv .mypy_cache .ruff_cache .pytest_cache .hypothesis \
+		dist build site
