@@ -26,15 +26,19 @@ def test_python_m_tickwork_is_the_command_line() -> None:
 
 def test_the_sdist_leaves_out_what_a_test_run_leaves_behind(tmp_path: Path) -> None:
     """A built sdist holds src/ and tests/ but no .hypothesis/, caches or venvs."""
-    (ROOT / ".hypothesis" / "probe").mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [sys.executable, "-m", "hatchling", "build", "-t", "sdist", "-d", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    probe = ROOT / ".hypothesis" / "sdist-probe"
+    probe.mkdir(parents=True, exist_ok=True)  # as a test run leaves it
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "hatchling", "build", "-t", "sdist", "-d", str(tmp_path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        probe.rmdir()
     assert done.returncode == 0, done.stderr
     (archive,) = tmp_path.glob("*.tar.gz")
     with tarfile.open(archive) as tar:
