@@ -154,6 +154,7 @@ class CheckpointFollower:
             floor=floor,
             counters=self._counters,
             clock=self._clock,
+            abandon_secs=options.abandon_secs,
         )
         self._watching = Watching(
             storage,

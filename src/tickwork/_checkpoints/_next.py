@@ -19,13 +19,9 @@ from ._completeness import Judge, Status
 from ._directory import Candidate, Directory, Update
 from ._layouts import Kind, SortKey
 
-__all__ = ["ABANDON_SECS", "Queue", "choose_next", "classify_deletion"]
+__all__ = ["Queue", "choose_next", "classify_deletion"]
 
 logger = logging.getLogger(__name__)
-
-# Seconds an incomplete checkpoint may hold back a newer complete one (in step order) before its
-# writer is taken to have died (killed mid-save): it is then passed over, counted as rejected.
-ABANDON_SECS = 60.0
 
 _K = TypeVar("_K", bound=Hashable)
 
@@ -42,9 +38,11 @@ class Queue:
         floor: SortKey | None,
         counters: Counters,
         clock: Clock,
+        abandon_secs: float,
     ) -> None:
         self._clock = clock
-        self._blocked: tuple[str, float, bool] | None = None  # key, since, warned
+        self._abandon = abandon_secs
+        self._blocked: tuple[str, float] | None = None  # key, since a newer one was complete
         self._directory = directory
         self._judge = judge
         self._skip_to_latest = skip_to_latest
@@ -116,9 +114,10 @@ class Queue:
 
     def _note_blocked(self) -> bool:
         """In step order, the oldest open checkpoint holds back the newer ones while pending. A
-        writer killed mid-save leaves one that never completes: once it has held back a newer
-        *complete* one for :data:`ABANDON_SECS`, it is passed over (logged, counted as rejected)
-        and True is returned, so the caller chooses again."""
+        writer killed mid-save leaves one that never completes, and a writer that has completed a
+        newer one has evidently moved on: once a newer checkpoint has been complete for
+        ``abandon_secs`` (``FollowOptions.abandon_secs``), the pending one is passed over (logged,
+        counted as rejected) and True is returned, so the caller chooses again."""
         if self._skip_to_latest or len(self._open) < 2:
             self._blocked = None
             return False
@@ -127,25 +126,26 @@ class Queue:
         if head is None or known(head) is not Status.PENDING:
             self._blocked = None
             return False
-        now = self._clock.now()
-        if self._blocked is None or self._blocked[0] != head:
-            self._blocked = (head, now, False)
-            return False
-        _key, since, _warned = self._blocked
-        if now - since < ABANDON_SECS:
-            return False
         candidates = self._directory.candidates
         newer = [k for _, k in self._open if k != head]
         if not any(self._judge.status(candidates[k]) is Status.COMPLETE for k in newer):
+            self._blocked = None
             return False  # nothing newer is ready: keep waiting for this one
+        now = self._clock.now()
+        if self._blocked is None or self._blocked[0] != head:
+            self._blocked = (head, now)
+        _key, since = self._blocked
+        if now - since < self._abandon:
+            return False
         self._blocked = None
         index = next(i for i, (_, k) in enumerate(self._open) if k == head)
         del self._open[index]
         self._judge.passed_over([head])
         self._counters.add(rejected=1)
         logger.warning(
-            "checkpoint %r has been incomplete for %.0f s while newer ones are complete; its "
-            "writer is taken to have died mid-save: passed over (counted as rejected): %s",
+            "checkpoint %r was still incomplete %.1f s after a newer one was complete; its "
+            "writer is taken to have died mid-save or moved on: passed over (counted as "
+            "rejected): %s",
             self._directory.storage.join(head),
             now - since,
             self._judge.reason(head),

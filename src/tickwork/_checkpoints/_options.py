@@ -58,6 +58,10 @@ class FollowOptions:
     nothing about its completeness, or a directory with no commit marker, counts as complete once
     unchanged this long. ``latest_filename``: the TensorFlow state file's name (default
     ``"checkpoint"``). ``storage_options``: passed to fsspec for remote directories.
+    ``abandon_secs``: in step order (``skip_to_latest=False``), an incomplete checkpoint holds back
+    the newer ones; once a newer one has been complete this long, its writer is taken to have died
+    mid-save or moved on, and the incomplete one is passed over (logged, counted as rejected).
+    Default 2; a writer that is alive completes a checkpoint before the next one.
     """
 
     layout: Layout | CheckpointPattern = Layout.AUTO
@@ -71,6 +75,7 @@ class FollowOptions:
     settle_secs: float = 1.0
     latest_filename: str | None = None
     storage_options: Mapping[str, Any] | None = None
+    abandon_secs: float = 2.0
 
     def __post_init__(self) -> None:
         put = object.__setattr__
@@ -96,6 +101,7 @@ class FollowOptions:
                 f"got {self.max_poll_interval!r}"
             )
         put(self, "settle_secs", check_nonnegative("settle_secs", self.settle_secs))
+        put(self, "abandon_secs", check_nonnegative("abandon_secs", self.abandon_secs))
         name = self.latest_filename
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"'latest_filename' must be a file name; got {name!r}")
@@ -122,6 +128,7 @@ class FollowSettings(TypedDict, total=False):
     settle_secs: float
     latest_filename: str | None
     storage_options: Mapping[str, Any] | None
+    abandon_secs: float
 
 
 def follow_options(

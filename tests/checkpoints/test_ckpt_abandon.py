@@ -1,0 +1,32 @@
+"""A writer killed mid-save, the job restarted and saving again: on a real local directory, the
+follower passes the cut checkpoint over within abandon_secs of a newer one being complete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ckpt_helpers import safetensors_bytes
+
+from tickwork import CheckpointFollower
+
+TRAINER_STATE = '{"global_step": 1, "log_history": []}'
+
+
+def test_a_cut_checkpoint_is_passed_over_once_a_newer_one_is_complete(tmp_path: Path) -> None:
+    """checkpoint-1 cut by a SIGKILL (half a safetensors file, no trainer state), checkpoint-2
+    then written whole by the restarted job: checkpoint-2 comes out, checkpoint-1 is counted as
+    rejected, in seconds rather than the minute it used to take (bounded real wait)."""
+    whole = safetensors_bytes()
+    (tmp_path / "checkpoint-1").mkdir()
+    (tmp_path / "checkpoint-1" / "model.safetensors").write_bytes(whole[: len(whole) // 2])
+    with CheckpointFollower(
+        str(tmp_path), skip_to_latest=False, layout="huggingface", abandon_secs=1.0
+    ) as follower:
+        assert follower.next_checkpoint(timeout=0.5) is None
+        (tmp_path / "checkpoint-2").mkdir()
+        (tmp_path / "checkpoint-2" / "model.safetensors").write_bytes(whole)
+        (tmp_path / "checkpoint-2" / "trainer_state.json").write_text(TRAINER_STATE)
+        checkpoint = follower.next_checkpoint(timeout=30)
+        assert checkpoint is not None
+        assert checkpoint.path.endswith("checkpoint-2")
+        assert follower.statistics().rejected == 1
