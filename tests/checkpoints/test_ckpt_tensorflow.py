@@ -46,6 +46,18 @@ class TestLatestCheckpoint:
         assert ours.step == 3
         assert ours.layout == "tensorflow"
 
+    @pytest.mark.parametrize("name", ["model\nckpt", "model\tckpt", 'say "hi"', "ünï"])
+    def test_prefixes_that_tensorflow_escapes(self, tmp_path: Path, name: str) -> None:
+        """A prefix with characters TensorFlow's text format escapes in the state file (a line
+        break, a tab, quotes, non-ASCII): the same path as TensorFlow, followed."""
+        checkpoint = tf.train.Checkpoint(v=tf.Variable(1.0))
+        saver = tf.train.CheckpointManager(checkpoint, str(tmp_path), 3, checkpoint_name=name)
+        saver.save(checkpoint_number=3)
+        ours = tickwork.latest_checkpoint(tmp_path)
+        assert ours is not None
+        assert ours == tf.train.latest_checkpoint(str(tmp_path))
+        assert ours.step == 3
+
     def test_checkpoint_save_without_manager(self, tmp_path: Path) -> None:
         """tf.train.Checkpoint.save keeps the state file too."""
         checkpoint = tf.train.Checkpoint(v=tf.Variable(1.0))
