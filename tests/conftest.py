@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tickwork._naming import THREAD_PREFIX
+from tickwork._naming import is_own
 from tickwork.testing import FakeClock
 
-# Every thread tickwork starts is named "tickwork:..." (tickwork._naming.thread_name), so one
-# prefix catches a TimedThread, a SidecarEvaluator, a checkpoint watcher or a follow reader alike.
-_OWN_THREADS = (THREAD_PREFIX,)
+# Every thread tickwork starts is recorded (tickwork._naming.is_own), whatever its name: one check
+# catches a TimedThread (named by its user or not), a SidecarEvaluator, a checkpoint watcher or a
+# follow reader alike.
 
 
 @pytest.fixture
@@ -35,9 +35,7 @@ def _no_leaked_threads() -> Iterator[None]:
     limit = time.monotonic() + 5.0
     while True:
         leaked = [
-            t
-            for t in threading.enumerate()
-            if t not in before and t.is_alive() and t.name.startswith(_OWN_THREADS)
+            t for t in threading.enumerate() if t not in before and t.is_alive() and is_own(t)
         ]
         if not leaked or time.monotonic() > limit:
             break

@@ -49,7 +49,7 @@ def test_timed_threads_every_and_the_tuner(clock: FakeClock) -> None:
     tuner.stop(timeout=REAL_WAIT)
     assert names == [
         "tickwork:TimedThread(Job)",
-        "tickwork:mine",
+        "mine",  # a name the user chose is the thread's name, exactly
         "tickwork:every(print)",
         "tickwork:StepsPerExecutionTuner",
     ]

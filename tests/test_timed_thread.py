@@ -209,12 +209,12 @@ class TestLifecycle:
         assert not t.is_alive()
 
     def test_daemon_by_default_and_thread_kwargs(self, clock: FakeClock) -> None:
-        """The thread is a daemon unless daemon=False; name is passed to threading.Thread, behind
-        the prefix every tickwork thread has."""
+        """The thread is a daemon unless daemon=False; name is passed to threading.Thread and is
+        the thread's name, exactly (as in TensorFlow)."""
         with Recorder(5.0, clock, name="reporter") as t:
             assert t.thread is not None
             assert t.thread.daemon
-            assert t.thread.name == "tickwork:reporter"
+            assert t.thread.name == "reporter"
         with Recorder(5.0, clock, daemon=False) as t:
             assert t.thread is not None
             assert not t.thread.daemon

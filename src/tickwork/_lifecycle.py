@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from ._clock import os_timeout
-from ._naming import thread_name
+from ._naming import mark_own, thread_name
 from ._sync import SignalSafeEvent
 from ._validate import check_optional_nonnegative
 
@@ -110,8 +110,10 @@ class ThreadLifecycle:
         daemon: bool,
         prepare: Callable[[], object] | None = None,
         group: None = None,
+        exact_name: bool = False,
     ) -> threading.Thread | None:
-        """Start ``target(stop_event)`` in a new thread called ``name``; return the thread.
+        """Start ``target(stop_event)`` in a new thread called ``name`` (behind tickwork's prefix
+        unless ``exact_name``: a name the user chose is the thread's name, exactly); return it.
 
         Returns None, starting nothing, when a thread runs and no stop was asked for. ``prepare()``
         runs once the previous thread (if any) has ended, just before the new one starts.
@@ -129,9 +131,10 @@ class ThreadLifecycle:
                         group=group,
                         target=target,
                         args=(self._stop,),
-                        name=thread_name(name),
+                        name=name if exact_name else thread_name(name),
                         daemon=daemon,
                     )
+                    mark_own(fresh)
                     self._thread = fresh
                     fresh.start()
                     return fresh

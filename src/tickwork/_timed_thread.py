@@ -62,8 +62,8 @@ class TimedThread(RunsInWith):
             stops it, this thread included, and its ``join()`` re-raises the exception; each
             started thread is registered with it. The exception is kept here too.
         **kwargs: passed to :class:`threading.Thread` (``name``, ``daemon``). The thread is a
-            daemon unless ``daemon=False`` is given. Its name starts with ``tickwork:``, the
-            ``name`` given included (``name="log"`` gives ``tickwork:log``).
+            daemon unless ``daemon=False`` is given. A ``name`` given is the thread's name,
+            exactly (as in TensorFlow); without one it is ``tickwork:TimedThread(<class>)``.
 
     The first call is made as soon as the thread starts. ``start()`` on a running thread logs a
     warning and does nothing else; after ``stop()`` it can be started again (a ``stop=`` signal
@@ -214,11 +214,13 @@ class TimedThread(RunsInWith):
                 prepare()
 
         kwargs = dict(self.thread_kwargs)
+        chosen = kwargs.pop("name", None)
         thread = self._lifecycle.start(
             self._run,
-            name=kwargs.pop("name", None) or self._default_name(),
+            name=chosen or self._default_name(),
             daemon=self.daemon,
             prepare=before,
+            exact_name=bool(chosen),
             **kwargs,
         )
         register = getattr(self._coordinator, "register_thread", None)

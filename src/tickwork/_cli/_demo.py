@@ -259,7 +259,7 @@ def _run(config: DemoConfig, console: Console, workdir: Path) -> DemoResult:
             progress.loss = probe_loss
         return True
 
-    reporter = every(config.report_every, report, name="demo-progress")
+    reporter = every(config.report_every, report, name="tickwork:demo-progress")
     console.rule("tickwork demo: numpy MLP; loaders, tuner, checkpoints, sidecar evaluator")
     next_checkpoint = config.checkpoint_every
     with stop_on_signals(coord), reporter:

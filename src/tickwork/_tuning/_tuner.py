@@ -19,6 +19,7 @@ from typing import Any
 from .. import _fork
 from .._clock import Clock, check_clock
 from .._lifecycle import RunsInWith
+from .._naming import thread_name
 from .._ticker import TickStats
 from .._timed_thread import TimedThread
 from .._validate import check_finite, check_int, check_nonnegative, check_positive
@@ -41,7 +42,7 @@ MaxSpe = int | Callable[[], Any] | None
 class _TunerThread(TimedThread):
     def __init__(self, tuner: StepsPerExecutionTuner, interval: float, clock: Clock) -> None:
         self._tuner = tuner
-        super().__init__(interval, clock=clock, name="StepsPerExecutionTuner")
+        super().__init__(interval, clock=clock, name=thread_name("StepsPerExecutionTuner"))
 
     def on_interval(self) -> None:
         self._tuner._tick()  # noqa: SLF001 - the tuner's own thread, a part of the tuner
