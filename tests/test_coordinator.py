@@ -164,6 +164,27 @@ class TestExceptions:
         with pytest.raises(TypeError, match="'clock' must be a tickwork.Clock"):
             Coordinator(clock=time)  # type: ignore[arg-type]
 
+    @pytest.mark.parametrize(
+        ("given", "got"),
+        [
+            (5, "got 5 of type int"),
+            (ValueError, "got the class ValueError itself (write (ValueError,))"),
+            ("StopIteration", "got the string 'StopIteration'"),
+        ],
+    )
+    def test_a_value_that_is_not_an_iterable_of_classes_is_named(
+        self, given: object, got: str
+    ) -> None:
+        """Coordinator(5), a lone class or a string: a TypeError naming the argument, the rule
+        and the value received, not Python's "'int' object is not iterable"."""
+        with pytest.raises(TypeError) as raised:
+            Coordinator(given)  # type: ignore[arg-type]
+        message = str(raised.value)
+        assert message.startswith(
+            "'clean_stop_exception_types' must be an iterable of exception classes"
+        )
+        assert message.endswith(got)
+
 
 class TestJoin:
     def test_join_returns_when_the_threads_end(self) -> None:

@@ -66,6 +66,25 @@ def _exception_of(ex: object) -> BaseException:
     )
 
 
+def _exception_types(given: object) -> tuple[object, ...]:
+    """``clean_stop_exception_types`` as a tuple; a TypeError naming the argument, the rule and
+    the value for anything that is not an iterable of classes (a lone class, a number, a str)."""
+    rule = (
+        "'clean_stop_exception_types' must be an iterable of exception classes (such as "
+        "(StopIteration,)) or None"
+    )
+    if isinstance(given, type):
+        raise TypeError(
+            f"{rule}; got the class {given.__qualname__} itself (write ({given.__qualname__},))"
+        )
+    if isinstance(given, (str, bytes)):
+        raise TypeError(f"{rule}; got the string {given!r}")
+    try:
+        return tuple(given)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(f"{rule}; got {given!r} of type {type(given).__name__}") from None
+
+
 class _StopOnException:
     """The ``with`` block of :meth:`Coordinator.stop_on_exception`; its ``__exit__`` says (to type
     checkers too) that it swallows what it reports."""
@@ -121,7 +140,7 @@ class Coordinator:
         if clean_stop_exception_types is None:
             self._clean_types: tuple[type[BaseException], ...] | None = None
         else:
-            types = tuple(clean_stop_exception_types)
+            types = _exception_types(clean_stop_exception_types)
             for t in types:
                 if not (isinstance(t, type) and issubclass(t, BaseException)):
                     raise TypeError(

@@ -27,6 +27,7 @@ __all__ = [
     "add_note",
     "group_or_single",
     "log_kind",
+    "summary_rule",
 ]
 
 # Exceptions kept per object. Every one is counted; only the first ones are kept with their
@@ -34,9 +35,20 @@ __all__ = [
 DEFAULT_KEEP = 64
 
 # A callback that fails again and again: its first failures are logged with their traceback, then
-# one summary line at most this often (in the object's clock seconds), and at every power of ten.
+# one summary line at every power of ten (the 10th, 100th, 1000th, ... failure: quick news that
+# it goes on failing, and a handful of lines however many come) and otherwise at most one line
+# this often (in the object's clock seconds).
 FULL_LOGS = 5
 SUMMARY_SECONDS = 60.0
+
+
+def summary_rule(every: float = SUMMARY_SECONDS) -> str:
+    """What the log says about the lines to come once failures are no longer logged in full:
+    the words for :func:`log_kind`'s rule (a test holds the two together)."""
+    return (
+        f"later failures are summarised: one line at the 10th, 100th, 1000th, ... failure, "
+        f"and otherwise at most one line every {every:g} s"
+    )
 
 
 class LogKind(enum.Enum):
@@ -101,11 +113,7 @@ class LogThrottle:
             self._last_line = now
             quiet, self._quiet = self._quiet, 0
         if kind is LogKind.FULL:
-            more = (
-                f"; later failures are summarised (one line at most every {SUMMARY_SECONDS:g} s)"
-                if count == FULL_LOGS
-                else ""
-            )
+            more = f"; {summary_rule()}" if count == FULL_LOGS else ""
             self._logger.log(
                 self._level,
                 "%r: %s raised %s (error %d); %s%s",
