@@ -59,7 +59,7 @@ class TestTheLogSaysWhatItDoes:
         try:
             throttle = LogThrottle(logger, "on_interval()")
             error = ValueError("boom")
-            for count in range(1, failures + 1):  # noqa: B007 - read by the handler
+            for count in range(1, failures + 1):
                 throttle.failed("owner", error, count, clock.now(), "going on")
                 clock.advance(period)
         finally:

@@ -79,10 +79,9 @@ def _exception_types(given: object) -> tuple[object, ...]:
         )
     if isinstance(given, (str, bytes)):
         raise TypeError(f"{rule}; got the string {given!r}")
-    try:
-        return tuple(given)  # type: ignore[call-overload]
-    except TypeError:
-        raise TypeError(f"{rule}; got {given!r} of type {type(given).__name__}") from None
+    if not isinstance(given, Iterable):
+        raise TypeError(f"{rule}; got {given!r} of type {type(given).__name__}")
+    return tuple(given)
 
 
 class _StopOnException:
@@ -141,13 +140,15 @@ class Coordinator:
             self._clean_types: tuple[type[BaseException], ...] | None = None
         else:
             types = _exception_types(clean_stop_exception_types)
+            checked: list[type[BaseException]] = []
             for t in types:
                 if not (isinstance(t, type) and issubclass(t, BaseException)):
                     raise TypeError(
                         "'clean_stop_exception_types' must hold exception classes; "
                         f"got {t!r} in {types!r}"
                     )
-            self._clean_types = types
+                checked.append(t)
+            self._clean_types = tuple(checked)
         self._clock = check_clock(clock)
         self._lock = threading.RLock()
         self._stop_event = SignalSafeEvent()
