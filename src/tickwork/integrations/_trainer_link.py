@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypedDict
 
 from .._clock import MONOTONIC, Clock
+from .._deadline import run_until
 from .._done_marker import (
     DEFAULT_DONE_MARKER,
     TrainingEnd,
@@ -37,7 +38,6 @@ from .._done_marker import (
     mark_training_done,
 )
 from .._errors import group_or_single
-from .._naming import thread_name
 from .._signals import SignalStop, stop_on_signals
 from .._timed_thread import TimedThread
 from .._tuning._tuner import StepsPerExecutionTuner
@@ -311,33 +311,28 @@ class TrainerLink:
         return self._save_in_thread(save, remaining)
 
     def _save_in_thread(self, save: Callable[[], object], remaining: float) -> str:
-        outcome: list[object] = []
-
-        def run() -> None:
-            try:
-                outcome.append(save())
-            except BaseException as exc:
-                logger.exception("the final checkpoint failed")
-                outcome.append(exc)
-
         # Not a daemon: a save that overruns the deadline still finishes if the process lives.
-        thread = threading.Thread(target=run, name=thread_name("final checkpoint"), daemon=False)
-        self.final_save_thread = thread
-        thread.start()
-        thread.join(remaining)
-        if thread.is_alive():
+        outcome = run_until(
+            save,
+            deadline=self._clock.now() + remaining,
+            clock=self._clock,
+            name="final checkpoint",
+        )
+        self.final_save_thread = outcome.thread
+        if outcome.overran:
             logger.error(
                 "the final checkpoint was still being written when the %g s deadline passed; "
                 "training ends without waiting for it",
                 self.save_deadline,
             )
             self.final_checkpoint = FinalSave.TIMED_OUT
-        elif outcome and isinstance(outcome[0], BaseException):
+        elif outcome.error is not None:
+            logger.error("the final checkpoint failed", exc_info=outcome.error)
             self.final_checkpoint = FinalSave.FAILED
-            raise outcome[0]
+            raise outcome.error
         else:
-            result = outcome[0] if outcome else None
-            self.final_checkpoint = FinalSave.ALREADY_SAVED if result is False else FinalSave.SAVED
+            saved_before = outcome.result is False
+            self.final_checkpoint = FinalSave.ALREADY_SAVED if saved_before else FinalSave.SAVED
         return self.final_checkpoint
 
     # -- train end --------------------------------------------------------------------------------
