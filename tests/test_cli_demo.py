@@ -41,6 +41,7 @@ def test_the_demo_trains_and_succeeds(tmp_path: Path) -> None:
     assert "StepsPerExecutionTuner decisions" in result.stdout
     assert re.search(r"never evaluated\s*│\s*0\s*│", result.stdout), result.stdout
     assert "demo ok" in result.stdout
+    assert "nan" not in result.stdout  # before the first measurement it says "warming up"
     checkpoints = sorted((tmp_path / "checkpoints").glob("model_step_*.npz"))
     assert len(checkpoints) >= 4
     assert (tmp_path / "tuner_history.csv").read_text().startswith("time,")

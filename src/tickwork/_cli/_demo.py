@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import queue
 import shutil
 import tempfile
@@ -226,8 +227,12 @@ def _run(config: DemoConfig, console: Console, workdir: Path) -> DemoResult:
             step, loss = progress.step, progress.loss
         rate = step / max(time.monotonic() - started, 1e-9)
         done = evaluator.statistics()
+        if step == 0 or math.isnan(loss):  # nothing measured yet: say so, not "nan"
+            measured = "warming up: no step measured yet".ljust(32)
+        else:
+            measured = f"loss {loss:5.3f}  {rate:5.0f} steps/s"
         console.print(
-            f"step {step:>6}/{config.steps}  loss {loss:5.3f}  {rate:5.0f} steps/s  "
+            f"step {step:>6}/{config.steps}  {measured}  "
             f"spe {int(spe):>3}  evaluated {done.evaluated:>2}",
             no_wrap=True,
         )
