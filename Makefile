@@ -2,11 +2,13 @@
 PYTHON ?= python3
 DEMO_VENV := .venv-demo
 TEST_VENV := .venv-test
-PIP_FLAGS := --quiet --disable-pip-version-check
+# pip says what it collects and installs as it goes (a first install takes a few minutes).
+PIP_FLAGS := --disable-pip-version-check --progress-bar off
 
 .PHONY: demo test lint typecheck pytest bench-venv bench clean
 
 $(DEMO_VENV)/.installed: pyproject.toml
+	@echo "== make demo: creating $(DEMO_VENV) and installing tickwork[cli,watch,plot]"
 	$(PYTHON) -m venv $(DEMO_VENV)
 	$(DEMO_VENV)/bin/pip install $(PIP_FLAGS) -e '.[cli,watch,plot]'
 	touch $@
@@ -15,18 +17,22 @@ demo: $(DEMO_VENV)/.installed
 	$(DEMO_VENV)/bin/tickwork demo
 
 $(TEST_VENV)/.installed: pyproject.toml requirements/test.txt
+	@echo "== make test: creating $(TEST_VENV) and installing tickwork with every framework it is tested against (a few minutes the first time)"
 	$(PYTHON) -m venv $(TEST_VENV)
 	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) -r requirements/test.txt -e '.[cli,watch,s3,plot]'
 	touch $@
 
 lint: $(TEST_VENV)/.installed
+	@echo "== ruff"
 	$(TEST_VENV)/bin/ruff check src tests benchmarks
 	$(TEST_VENV)/bin/ruff format --check src tests benchmarks
 
 typecheck: $(TEST_VENV)/.installed
+	@echo "== mypy --strict"
 	$(TEST_VENV)/bin/mypy
 
 pytest: $(TEST_VENV)/.installed
+	@echo "== pytest (the whole suite: about 8 minutes on 2 cores)"
 	$(TEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
