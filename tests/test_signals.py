@@ -15,6 +15,7 @@ from types import FrameType
 import pytest
 
 from tickwork import Coordinator, stop_on_signals
+from tickwork.testing import FakeClock
 
 _TOUCHED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -53,6 +54,20 @@ class TestStop:
         with stop_on_signals(event, signals=[signal.SIGUSR1]):
             deliver(signal.SIGUSR1)
             assert event.wait(10)
+
+    def test_the_first_signal_is_timed_on_the_blocks_clock(self) -> None:
+        """first_received_at is None until a signal comes, then the clock's time of the first
+        one (a second signal does not move it)."""
+        clock = FakeClock(50.0)
+        event = threading.Event()
+        with stop_on_signals(event, signals=[signal.SIGUSR1], clock=clock) as guard:
+            assert guard.first_received_at is None
+            deliver(signal.SIGUSR1)
+            assert event.wait(10)
+            clock.advance(5.0)
+            deliver(signal.SIGUSR1)
+        assert guard.received == (signal.SIGUSR1, signal.SIGUSR1)
+        assert guard.first_received_at == 50.0
 
     def test_previous_handlers_are_restored(self) -> None:
         """After the block the handlers in place before are back."""

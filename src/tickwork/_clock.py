@@ -12,6 +12,7 @@ import abc
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 
 if TYPE_CHECKING:
@@ -191,6 +192,23 @@ def as_waitable(stop: object, *, argument: str = "stop") -> Waitable | None:
     raise TypeError(
         f"'{argument}' must be a threading.Event (anything with is_set() and wait()) or a "
         f"Coordinator (anything with should_stop() and wait_for_stop()); got {stop!r}"
+    )
+
+
+def stop_check(stop: object, *, argument: str = "stop") -> Callable[[], bool] | None:
+    """A reading of a ``stop=`` argument that is only ever looked at, never waited on: anything
+    with ``should_stop()`` (a coordinator) or ``is_set()`` (an Event); None for None."""
+    if stop is None:
+        return None
+    should_stop = getattr(stop, "should_stop", None)
+    if callable(should_stop):
+        return lambda: bool(should_stop())
+    is_set = getattr(stop, "is_set", None)
+    if callable(is_set):
+        return lambda: bool(is_set())
+    raise TypeError(
+        f"'{argument}' must be None, a Coordinator (anything with should_stop()) or an Event "
+        f"(anything with is_set()); got {stop!r}"
     )
 
 

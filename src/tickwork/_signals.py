@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
 from typing import Any
 
-from ._clock import as_waitable
+from ._clock import Clock, as_waitable, check_clock
 
 __all__ = ["SignalStop", "stop_on_signals"]
 
@@ -58,10 +58,13 @@ class SignalStop:
         signals: Iterable[int | signal.Signals],
         *,
         override_ignored: bool = False,
+        clock: Clock | None = None,
     ) -> None:
         if not isinstance(override_ignored, bool):
             raise TypeError(f"'override_ignored' must be a bool; got {override_ignored!r}")
         self._override_ignored = override_ignored
+        self._clock = check_clock(clock)
+        self._first_at: float | None = None
         self._request = _request(target)
         self._target = target
         sigs = []
@@ -84,6 +87,11 @@ class SignalStop:
         return tuple(self._received)
 
     @property
+    def first_received_at(self) -> float | None:
+        """When (on the block's clock) the first signal arrived; None before one did."""
+        return self._first_at
+
+    @property
     def skipped(self) -> tuple[signal.Signals, ...]:
         """The signals left as they were because they were ignored when the block started (see
         ``override_ignored``); empty outside the block."""
@@ -91,6 +99,8 @@ class SignalStop:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         sig = signal.Signals(signum)
+        if self._first_at is None:
+            self._first_at = self._clock.now()
         first_of_kind = sig not in self._received
         self._received.append(sig)
         logger.warning("received %s: requesting a stop of %r", sig.name, self._target)
@@ -144,6 +154,7 @@ def stop_on_signals(
     signals: Iterable[int | signal.Signals] = (signal.SIGTERM, signal.SIGINT),
     *,
     override_ignored: bool = False,
+    clock: Clock | None = None,
 ) -> SignalStop:
     """While the block runs, the given signals request a stop of ``target``.
 
@@ -151,10 +162,10 @@ def stop_on_signals(
     (``set()``). Previous Python-level handlers are still called (a second SIGINT goes on to
     Python's KeyboardInterrupt); the previous handlers are restored on exit. A signal ignored
     when the block starts (SIGINT in a background job, ``nohup``) stays ignored unless
-    ``override_ignored=True``::
+    ``override_ignored=True``. ``clock`` times the first signal (``first_received_at``)::
 
         coord = Coordinator()
         with stop_on_signals(coord):
             train(coord)          # every thread sees coord.should_stop() after SIGTERM
     """
-    return SignalStop(target, signals, override_ignored=override_ignored)
+    return SignalStop(target, signals, override_ignored=override_ignored, clock=clock)

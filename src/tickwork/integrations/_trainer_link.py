@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypedDict
 
-from .._clock import MONOTONIC, Clock
+from .._clock import MONOTONIC, Clock, stop_check
 from .._deadline import run_until
 from .._done_marker import (
     DEFAULT_DONE_MARKER,
@@ -39,6 +39,7 @@ from .._done_marker import (
 )
 from .._errors import group_or_single
 from .._signals import SignalStop, stop_on_signals
+from .._sync import SignalSafeEvent
 from .._timed_thread import TimedThread
 from .._tuning._tuner import StepsPerExecutionTuner
 from .._validate import check_optional_nonnegative
@@ -62,35 +63,6 @@ class FinalSave:
     FAILED = "failed"
     NOT_SAVER = "not this process (it does not save)"
     BY_TRAINER = "left to the trainer's own save at the end of the epoch"
-
-
-class _Flag:
-    """The stop target of the signal handlers: an event plus the time of the first request."""
-
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-        self.event = threading.Event()
-        self.requested_at: float | None = None
-
-    def request_stop(self) -> None:
-        if self.requested_at is None:
-            self.requested_at = self._clock.now()
-        self.event.set()
-
-
-def _stop_reader(stop: object) -> Callable[[], bool] | None:
-    if stop is None:
-        return None
-    should_stop = getattr(stop, "should_stop", None)
-    if callable(should_stop):
-        return lambda: bool(should_stop())
-    is_set = getattr(stop, "is_set", None)
-    if callable(is_set):
-        return lambda: bool(is_set())
-    raise TypeError(
-        "'stop' must be None, a Coordinator (anything with should_stop()) or an Event "
-        f"(anything with is_set()); got {stop!r}"
-    )
 
 
 def _check_background(background: Iterable[object], *, allow_tuner: bool) -> tuple[Any, ...]:
@@ -185,7 +157,7 @@ class TrainerLink:
         self.done_marker = done_marker
         self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
         self.storage_options = storage_options
-        self._user_stop = _stop_reader(stop)
+        self._user_stop = stop_check(stop)
         self._stop_at = getattr(stop, "should_stop_at", None)
         self._stop_target = stop if callable(getattr(stop, "request_stop", None)) else None
         self.signals = tuple(signals or ())
@@ -196,7 +168,8 @@ class TrainerLink:
         self.background = _check_background(background, allow_tuner=allow_tuner)
         self.clear_stale_marker = clear_stale_marker
         self._clock = clock or MONOTONIC
-        self._flag = _Flag(self._clock)
+        self._signalled = SignalSafeEvent()  # the signals' target without a user stop target
+        self._signalled_at: float | None = None  # kept once the handlers are gone
         self._signal_stop: SignalStop | None = None
         self._signals_seen: tuple[signal.Signals, ...] = ()
         self._started: list[Any] = []
@@ -217,7 +190,8 @@ class TrainerLink:
         self._seen_at = None
         self.final_checkpoint = FinalSave.NOT_REQUESTED
         self.training_end = None
-        self._flag = _Flag(self._clock)
+        self._signalled = SignalSafeEvent()
+        self._signalled_at = None
         self._signals_seen = ()
         if self.checkpoint_dir is None:
             self.checkpoint_dir = checkpoint_dir
@@ -226,8 +200,8 @@ class TrainerLink:
             clear_done_marker(marker_dir, self.done_marker, storage_options=self.storage_options)
         if self.signals:
             if threading.current_thread() is threading.main_thread():
-                target = self._stop_target if self._stop_target is not None else self._flag
-                handler = stop_on_signals(_Both(target, self._flag), self.signals)
+                target = self._stop_target if self._stop_target is not None else self._signalled
+                handler = stop_on_signals(target, self.signals, clock=self._clock)
                 handler.__enter__()
                 self._signal_stop = handler
             else:
@@ -254,7 +228,7 @@ class TrainerLink:
         if self._stop_at is not None and step is not None:
             requested = bool(self._stop_at(step))
         else:
-            requested = self._flag.event.is_set() or (
+            requested = self._signalled.is_set() or (
                 self._user_stop is not None and self._user_stop()
             )
         if requested:
@@ -279,7 +253,9 @@ class TrainerLink:
         """Seconds left before the save deadline (None: no deadline)."""
         if self.save_deadline is None:
             return None
-        start = self._flag.requested_at if self._flag.requested_at is not None else self._seen_at
+        handler = self._signal_stop
+        signalled = self._signalled_at if handler is None else handler.first_received_at
+        start = signalled if signalled is not None else self._seen_at
         if start is None:
             start = self._clock.now()
         return start + self.save_deadline - self._clock.now()
@@ -414,6 +390,7 @@ class TrainerLink:
         handler = self._signal_stop
         if handler is not None:
             self._signals_seen = handler.received  # still answered once the handlers are gone
+            self._signalled_at = handler.first_received_at
             self._signal_stop = None
             handler.__exit__(None, None, None)
 
@@ -442,20 +419,3 @@ class TrainerLink:
             except BaseException as exc:
                 errors.append(exc)
         return group_or_single(f"the periodic work raised {len(errors)} exceptions", errors)
-
-
-class _Both:
-    """A signal's stop request for both the user's Coordinator (when there is one) and the
-    link's own flag (which records when it came)."""
-
-    def __init__(self, target: Any, flag: _Flag) -> None:
-        self._target = target
-        self._flag = flag
-
-    def request_stop(self) -> None:
-        self._flag.request_stop()
-        if self._target is not self._flag:
-            self._target.request_stop()
-
-    def __repr__(self) -> str:
-        return repr(self._target) if self._target is not self._flag else "the trainer"
