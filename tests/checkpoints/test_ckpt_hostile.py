@@ -135,14 +135,18 @@ class TestStateFileNames:
             assert follower.next_checkpoint(timeout=0) is None
             assert follower.statistics().rejected == 1
 
-    def test_a_prefix_with_a_line_break_is_logged(
+    def test_a_tensorflow_looking_file_no_rule_claims_is_logged(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """A TensorFlow file whose prefix no rule accepts is not silently ignored."""
+        """A file that looks like a TensorFlow shard but no rule accepts (a shard number that is
+        not a number) is not silently ignored; a prefix with a line break is a prefix like any
+        other (TensorFlow writes and reads it escaped)."""
         tf_files(tmp_path, 1)
-        (tmp_path / "bad\nname-2.index").write_bytes(b"index")
+        (tmp_path / "bad.data-0000x-of-00001").write_bytes(b"data")
+        (tmp_path / "line\nbreak-2.index").write_bytes(b"index")
         state(tmp_path, "ckpt-1")
         caplog.set_level(logging.WARNING)
         assert tickwork.latest_checkpoint(tmp_path) == str(tmp_path / "ckpt-1")
-        assert "'bad\\nname-2.index'" in caplog.text
+        assert "'bad.data-0000x-of-00001'" in caplog.text
         assert "not followed" in caplog.text
+        assert "line\\nbreak" not in caplog.text
