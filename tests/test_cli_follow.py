@@ -111,6 +111,38 @@ class TestEndToEnd:
         assert "evaluated step 3" in out  # the command's output is shown
         assert "ended: training is done (done marker) and every checkpoint was evaluated" in out
 
+    def test_text_with_square_brackets_is_printed_as_it_is(self, tmp_path: Path) -> None:
+        """Data is never rich markup: a marker whose error holds gloo's ``[/__w/...:553]``, a
+        directory, a command and a failing command's output with brackets are printed as they
+        are, and the run ends as it should (exit 1: one evaluation failed), not with a
+        MarkupError."""
+        import tickwork
+
+        run, log = tmp_path / "run[bold]", tmp_path / "log"
+        run.mkdir()
+        train(run, range(1, 3), marker=False, gap=0)
+        error = RuntimeError(
+            "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection "
+            "closed by peer [bold]"
+        )
+        tickwork.mark_training_done(run, error=error, step=2)
+        env = dict(os.environ, FAIL_STEP="2")
+        process = subprocess.Popen(
+            [
+                *FOLLOW, "follow", str(run), "--done-marker", "DONE", "--max-attempts", "1",
+                "--", sys.executable, "-c", EVALUATE + "\nprint('[/red] out')",
+                "{checkpoint}", "{step}", str(log),
+            ],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        code, out, err = finish(process)
+        assert code == 1, out + err
+        assert "MarkupError" not in out + err
+        assert "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553]" in out
+        assert "closed by peer [bold]" in out
+        assert str(run) in out
+        assert "training failed at step 2" in out
+
     def test_a_failing_command_is_retried_reported_and_exits_1(self, tmp_path: Path) -> None:
         """A command failing for one checkpoint is retried, then reported; the others are
         evaluated and the exit status is 1."""

@@ -81,15 +81,21 @@ class TrainingEnd:
     pid: int | None = None
     time: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    rank: int | None = None  # the rank the error was raised on (distributed training)
 
     def describe(self) -> str:
-        """One line for people: ``training failed at step 12 on host-a: ValueError: boom``."""
+        """One line for people: ``training failed at step 12 on host-a: ValueError: boom``
+        (``on rank 1 (host-a)`` when the error came from a rank of a distributed job)."""
         if self.status is TrainingStatus.UNKNOWN:
             return "the done marker does not say how training ended"
         text = f"training {self.status.value}"
         if self.step is not None:
             text += f" at step {self.step}"
-        if self.host:
+        if self.rank is not None:
+            text += f" on rank {self.rank}"
+            if self.host:
+                text += f" ({self.host})"
+        elif self.host:
             text += f" on {self.host}"
         if self.error_type:
             text += f": {self.error_type}"
@@ -109,6 +115,8 @@ class TrainingEnd:
             "time": self.time,
             "details": dict(self.details),
         }
+        if self.rank is not None:
+            payload["rank"] = self.rank
         return json.dumps(payload, indent=1, sort_keys=True, default=str) + "\n"
 
     @classmethod
@@ -126,6 +134,7 @@ class TrainingEnd:
             status = TrainingStatus.UNKNOWN
         step = payload.get("step")
         pid = payload.get("pid")
+        rank = payload.get("rank")
         details = payload.get("details")
 
         def text(key: str) -> str | None:
@@ -141,7 +150,19 @@ class TrainingEnd:
             pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
             time=text("time"),
             details=details if isinstance(details, dict) else {},
+            rank=rank if isinstance(rank, int) and not isinstance(rank, bool) else None,
         )
+
+
+def _remote_origin(error: BaseException) -> tuple[str, str, str, int, int | None] | None:
+    """(type, message, host, pid, rank) of an error raised on another rank, else None."""
+    import sys
+
+    errors = sys.modules.get("tickwork.distributed._errors")
+    if errors is None or not isinstance(error, errors.RemoteError):
+        return None
+    rank = error.rank if error.rank >= 0 else None
+    return error.type_name, error.message, error.host, error.pid, rank
 
 
 def _status(status: object, error: BaseException | None) -> TrainingStatus:
@@ -231,14 +252,18 @@ def mark_training_done(
     name: str = DEFAULT_DONE_MARKER,
     details: Mapping[str, Any] | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    rank: int | None = None,
 ) -> TrainingEnd:
     """Write the done marker ``checkpoint_dir/name``: training has ended. Call it after the last
     checkpoint is on disk, on the process that saves.
 
     ``status`` defaults to ``failed`` when ``error`` is given, else ``completed``; ``error``'s type
-    and message go into the marker. ``step`` is the last step trained. ``checkpoint_dir`` is a
-    local path or an fsspec URL (``s3://bucket/run``, with ``storage_options`` as for the
-    evaluator). The write is atomic (see the module docs); an existing marker is replaced.
+    and message go into the marker (a :class:`tickwork.distributed.RemoteError`, an error raised
+    on another rank, gives the original type, message, host, pid and rank). ``rank``: the rank
+    that raised ``error`` in a distributed job. ``step`` is the last step trained.
+    ``checkpoint_dir`` is a local path or an fsspec URL (``s3://bucket/run``, with
+    ``storage_options`` as for the evaluator). The write is atomic (see the module docs); an
+    existing marker is replaced.
     Returns what was written::
 
         try:
@@ -254,16 +279,24 @@ def mark_training_done(
     marker = _name(name)
     if details is not None and not isinstance(details, Mapping):
         raise TypeError(f"'details' must be a mapping or None; got {details!r}")
-    message = None if error is None else str(error)[:_MAX_MESSAGE]
+    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 0):
+        raise ValueError(f"'rank' must be an int >= 0 or None; got {rank!r}")
+    error_type, message, host, pid = None, None, socket.gethostname(), os.getpid()
+    if error is not None:
+        error_type, message = type(error).__qualname__, str(error)
+        remote = _remote_origin(error)
+        if remote is not None:
+            error_type, message, host, pid, rank = remote
     end = TrainingEnd(
         chosen,
         step=_step(step),
-        error_type=None if error is None else type(error).__qualname__,
-        error_message=message,
-        host=socket.gethostname(),
-        pid=os.getpid(),
+        error_type=error_type,
+        error_message=None if message is None else message[:_MAX_MESSAGE],
+        host=host,
+        pid=pid,
         time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
         details=dict(details or {}),
+        rank=rank,
     )
     data = end.to_json().encode("utf-8")
     storage = _open(checkpoint_dir, storage_options)

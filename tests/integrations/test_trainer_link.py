@@ -212,3 +212,133 @@ class TestEnd:
         with pytest.raises(TypeError, match="cannot change steps_per_execution during fit"):
             link(tmp_path, background=[tuner], allow_tuner=False)
         link(tmp_path, background=[tuner])  # elsewhere it is periodic work like any other
+
+
+class TestRanks:
+    """Distributed training (``begin(distributed=True)``): two ranks as threads of this process,
+    their Coordinators on one MemoryStore (the link's factory replaced)."""
+
+    @pytest.fixture
+    def ranks(self, monkeypatch: pytest.MonkeyPatch) -> Any:
+        from tickwork.distributed import Coordinator, MemoryStore
+        from tickwork.integrations import _trainer_link
+
+        store = MemoryStore()
+        rank_of: dict[int, int] = {}
+
+        def make(namespace: str) -> Coordinator:
+            # Both ranks are threads of one process, which counts trainings once for both: the
+            # namespace is the store's, new for each test.
+            rank = rank_of[threading.get_ident()]
+            return Coordinator(store.clone(), rank=rank, world_size=2, startup_timeout=REAL_WAIT)
+
+        monkeypatch.setattr(_trainer_link, "make_coordinator", make)
+        return rank_of
+
+    @staticmethod
+    def run_ranks(rank_of: dict[int, int], work: Any) -> list[Any]:
+        """``work(rank)`` on two threads, each a rank; their results (errors re-raised)."""
+        results: list[Any] = [None, None]
+        errors: list[BaseException] = []
+
+        def body(rank: int) -> None:
+            rank_of[threading.get_ident()] = rank
+            try:
+                results[rank] = work(rank)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=body, args=(r,)) for r in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(REAL_WAIT * 3)
+        assert not any(t.is_alive() for t in threads), "a rank did not finish"
+        if errors:
+            raise errors[0]
+        return results
+
+    def test_a_local_stop_on_one_rank_stops_both_at_one_step(
+        self, tmp_path: Path, ranks: Any
+    ) -> None:
+        """An Event set on rank 1 alone is forwarded to every rank: both stop at one step, the
+        final save runs on both (it is collective), the saver's marker says stopped."""
+        event = threading.Event()
+        saves: list[int] = []
+        lockstep = threading.Barrier(2, timeout=REAL_WAIT)  # the step's collective
+
+        def work(rank: int) -> int:
+            one = link(tmp_path, stop=event if rank == 1 else None)
+            one.begin(is_saver=rank == 0, checkpoint_dir=None, distributed=True)
+            assert one.coordinator is not None
+            for step in range(1, 100):
+                lockstep.wait()
+                if rank == 1 and step == 3:
+                    event.set()
+                if one.should_stop(step):
+                    one.final_save(lambda: saves.append(rank))
+                    one.end(is_saver=rank == 0, step=step)
+                    assert one.coordinator is None  # left at the end
+                    return step
+            raise AssertionError("never stopped")
+
+        stopped = self.run_ranks(ranks, work)
+        assert stopped[0] == stopped[1]
+        assert sorted(saves) == [0, 1]
+        end = tickwork.read_training_end(tmp_path)
+        assert end is not None
+        assert (end.status, end.step) == (TrainingStatus.STOPPED, stopped[0])
+
+    def test_the_saver_names_the_error_that_started_the_failure(
+        self, tmp_path: Path, ranks: Any
+    ) -> None:
+        """Rank 1 raises first; rank 0 then fails with its own error (a collective's "connection
+        closed"): the marker names rank 1's error, its type, message and rank."""
+        reported = threading.Event()
+
+        def work(rank: int) -> None:
+            one = link(tmp_path)
+            one.begin(is_saver=rank == 0, checkpoint_dir=None, distributed=True)
+            if rank == 1:
+                one.end(is_saver=False, step=5, error=ValueError("loss is nan"))
+                reported.set()
+            else:
+                assert reported.wait(REAL_WAIT)
+                one.end(is_saver=True, step=5, error=RuntimeError("Connection closed by peer"))
+
+        self.run_ranks(ranks, work)
+        end = tickwork.read_training_end(tmp_path)
+        assert end is not None
+        assert (end.status, end.error_type, end.error_message, end.rank) == (
+            TrainingStatus.FAILED,
+            "ValueError",
+            "loss is nan",
+            1,
+        )
+        assert "on rank 1" in end.describe()
+
+    def test_no_collective_save_when_the_job_is_failing(self, tmp_path: Path, ranks: Any) -> None:
+        """A stop that carries an error from another rank: no rank starts the final save."""
+        saves: list[int] = []
+        lockstep = threading.Barrier(2, timeout=REAL_WAIT)
+
+        def work(rank: int) -> str:
+            one = link(tmp_path)
+            one.begin(is_saver=rank == 0, checkpoint_dir=None, distributed=True)
+            coord = one.coordinator
+            if rank == 1:
+                coord.request_stop(ValueError("loss is nan"))
+            for step in range(1, 100):
+                lockstep.wait()
+                if one.should_stop(step):
+                    result = one.final_save(lambda: saves.append(rank))
+                    one.end(is_saver=rank == 0, step=step, error=None)
+                    return result
+            raise AssertionError("never stopped")
+
+        results = self.run_ranks(ranks, work)
+        assert results == [FinalSave.JOB_FAILING, FinalSave.JOB_FAILING]
+        assert saves == []
+        end = tickwork.read_training_end(tmp_path)
+        assert end is not None
+        assert (end.status, end.error_type, end.rank) == (TrainingStatus.FAILED, "ValueError", 1)

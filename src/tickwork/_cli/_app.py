@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
+from rich.text import Text
 
+from ._console import console as console_for
 from ._demo import DemoConfig, run_demo
 from ._follow import follow_command
 
@@ -70,7 +71,7 @@ def demo(
     inject_failure: str | None,
 ) -> int:
     """Train a small numpy model with all of tickwork around it; exit 1 if anything failed."""
-    console = Console(stderr=False, highlight=False)
+    console = console_for(stderr=False)
     config = DemoConfig(
         steps=steps,
         checkpoint_every=checkpoint_every,
@@ -81,9 +82,9 @@ def demo(
     )
     result = run_demo(config, console)
     if not result.ok:
-        console.print("[bold red]demo failed:[/] " + "; ".join(result.failures))
+        console.print(Text.assemble(("demo failed: ", "bold red"), "; ".join(result.failures)))
         sys.exit(1)
-    console.print("[bold green]demo ok[/]")
+    console.print(Text("demo ok", style="bold green"))
     return 0
 
 

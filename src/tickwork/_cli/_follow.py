@@ -8,12 +8,12 @@ from typing import Any
 
 import click
 from click.core import ParameterSource
-from rich.console import Console
 from rich.text import Text
 
 from .. import CheckpointPattern, FollowOptions, Layout, Watch
 from .._checkpoints._sidecar_policy import RetryPolicy
 from ._command import check_program
+from ._console import console as console_for
 from ._follow_run import EXIT_USAGE, FollowConfig, follow, one_line, parse_storage_options
 
 __all__ = ["follow_command"]
@@ -230,7 +230,7 @@ def follow_command(
     Failed commands are retried with backoff; the run ends when training is done (done
     marker), stalls, or on Ctrl-C / SIGTERM. Put -- before the command.
     """
-    console = Console(highlight=False, soft_wrap=True)  # long lines stay whole in logs
+    console = console_for(soft_wrap=True)  # long lines stay whole in logs
     # The default ceiling follows a larger --backoff; one given explicitly is checked as given.
     explicit_max = ctx.get_parameter_source("backoff_max") is not ParameterSource.DEFAULT
     try:
@@ -258,7 +258,7 @@ def follow_command(
             backoff_max if explicit_max else max(backoff_max, backoff),
         )
     except (ValueError, TypeError) as exc:
-        Console(stderr=True, highlight=False, soft_wrap=True).print(
+        console_for(stderr=True, soft_wrap=True).print(
             Text.assemble(("tickwork follow: ", "bold red"), one_line(exc))
         )
         return EXIT_USAGE

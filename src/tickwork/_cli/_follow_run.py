@@ -48,6 +48,7 @@ from .._clock import MONOTONIC
 from .._done_marker import read_training_end
 from .._naming import thread_name
 from ._command import CommandFailed, CommandInterrupted, CommandRunner
+from ._console import console as console_for
 
 __all__ = [
     "EXIT_FAILED",
@@ -249,7 +250,7 @@ def follow(config: FollowConfig, console: Console) -> int:
             **config.options,
         )
     except (ValueError, TypeError, OSError, ImportError) as exc:
-        Console(stderr=True, highlight=False, soft_wrap=True).print(
+        console_for(stderr=True, soft_wrap=True).print(
             Text.assemble(("tickwork follow: ", "bold red"), one_line(exc))
         )
         return EXIT_USAGE

@@ -29,7 +29,7 @@ from ._preemption import PreemptionInfo, PreemptionStop
 from ._rendezvous import Keys
 from ._replica import Replica
 
-__all__ = ["Coordinator"]
+__all__ = ["Coordinator", "first_failure"]
 
 logger = logging.getLogger(__name__)
 
@@ -356,3 +356,18 @@ class Coordinator(_LocalCoordinator):
         replica = getattr(self, "_replica", None)
         if replica is not None:
             replica.after_fork_in_child()
+
+
+def first_failure(coord: Coordinator, raised: BaseException | None) -> BaseException | None:
+    """The error that started the job's failure: the earliest error in the job's log among those
+    this rank knows (``raised``, this rank's own, when it must have been reported first, or
+    when none is known). For the trainer callbacks, which cannot call ``join()`` on a
+    Coordinator that is the user's."""
+    replica = coord._replica  # noqa: SLF001 - the package's own
+    if coord.should_stop():
+        replica.await_first_stop()
+    reported = list(coord.reported_exceptions)
+    if not reported:
+        return raised
+    fallback = raised if raised is not None else reported[0]
+    return replica.first_in_log(fallback, reported)

@@ -16,7 +16,15 @@ has ended (also on the error path). It owns
 * the periodic work (TimedThreads, a tuner): started at train begin, stopped at train end, their
   errors raised then;
 * the done marker: written by the process that saves, after the last checkpoint, saying how
-  training ended (:func:`tickwork.mark_training_done`).
+  training ended (:func:`tickwork.mark_training_done`);
+* the ranks, when the trainer runs distributed (:meth:`~TrainerLink.begin` with
+  ``distributed=True``, once the process group exists) and no distributed Coordinator was given:
+  a :class:`tickwork.distributed.Coordinator` made on the job's own store, which takes the
+  signals (a signal on any rank stops every rank at the same step), forwards a local stop
+  (an Event, a local Coordinator) to every rank, skips the collective final save when the job is
+  failing (a rank died or raised: the save would hang), and at the end carries the error that
+  started the failure to the saving rank, whose marker names it (not the collective's
+  "connection closed" that the saver sees).
 """
 
 from __future__ import annotations
@@ -50,6 +58,11 @@ logger = logging.getLogger(__name__)
 
 # Seconds each periodic thread gets to finish its call in progress at train end.
 _BACKGROUND_JOIN = 10.0
+# Seconds the rank that hosts the store waits for its peers to leave at train end: long for a
+# clean end (its peers are finishing the same step), short when training failed (a peer may be
+# blocked in a collective until this process exits and closes its connections).
+_LEAVE_CLEAN = 60.0
+_LEAVE_FAILED = 3.0
 
 
 class FinalSave:
@@ -63,6 +76,24 @@ class FinalSave:
     FAILED = "failed"
     NOT_SAVER = "not this process (it does not save)"
     BY_TRAINER = "left to the trainer's own save at the end of the epoch"
+    JOB_FAILING = (
+        "skipped: the job is failing (a rank died or raised; a collective save would hang)"
+    )
+
+
+def make_coordinator(namespace: str) -> Any:
+    """The Coordinator a link makes under distributed training: on the default process group's
+    store (tests put ranks on a MemoryStore by replacing this function)."""
+    from ..distributed import Coordinator
+
+    return Coordinator(namespace=namespace)
+
+
+def _failing(source: object) -> bool:
+    """A distributed Coordinator that saw a dead rank or an error (anything else: False)."""
+    return bool(getattr(source, "dead_ranks", ())) or bool(
+        getattr(source, "reported_exceptions", ())
+    )
 
 
 def _check_background(background: Iterable[object], *, allow_tuner: bool) -> tuple[Any, ...]:
@@ -122,6 +153,24 @@ class LinkedCallback:
         """True once a tickwork stop stopped the trainer."""
         return self.link.stopped
 
+    @property
+    def stop(self) -> object:
+        """The stop source (``stop=``). Settable before training starts: a
+        ``tickwork.distributed.Coordinator`` can only be made once the process group exists,
+        which some trainers create inside ``fit()`` (Lightning: make it in your module's
+        ``setup()`` and assign it here)."""
+        return self.link.stop
+
+    @stop.setter
+    def stop(self, stop: object) -> None:
+        self.link.set_stop(stop)
+
+    @property
+    def coordinator(self) -> Any:
+        """The ``tickwork.distributed.Coordinator`` the callback made for distributed training
+        (None when not distributed, when one was given as ``stop``, and after training)."""
+        return self.link.coordinator
+
 
 class TrainerLink:
     """The state one trainer callback keeps (see the module docs). Not thread-safe: its methods
@@ -157,9 +206,14 @@ class TrainerLink:
         self.done_marker = done_marker
         self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
         self.storage_options = storage_options
-        self._user_stop = stop_check(stop)
-        self._stop_at = getattr(stop, "should_stop_at", None)
-        self._stop_target = stop if callable(getattr(stop, "request_stop", None)) else None
+        self._given_stop: object = None
+        self._user_stop: Callable[[], bool] | None = None
+        self._stop_at: Callable[[int], object] | None = None
+        self._stop_target: Any = None
+        self.set_stop(stop)
+        self.coordinator: Any = None  # the distributed Coordinator this link made, while training
+        self._rank: int | None = None  # this process's rank, in distributed training
+        self._forward: Callable[[], bool] | None = None  # a local stop forwarded to every rank
         self.signals = tuple(signals or ())
         if self.signals:
             SignalStop(threading.Event(), self.signals)  # checks the signal numbers now
@@ -180,11 +234,26 @@ class TrainerLink:
         self.training_end: TrainingEnd | None = None
         self._ended = False
 
+    def set_stop(self, stop: object) -> None:
+        """Use ``stop`` (see the class) from the next :meth:`begin` on."""
+        self._user_stop = stop_check(stop)
+        self._stop_at = getattr(stop, "should_stop_at", None)
+        self._stop_target = stop if callable(getattr(stop, "request_stop", None)) else None
+        self._given_stop = stop
+
+    @property
+    def stop(self) -> object:
+        """The stop source given (``stop=`` or :meth:`set_stop`)."""
+        return self._given_stop
+
     # -- train begin ------------------------------------------------------------------------------
 
-    def begin(self, *, is_saver: bool, checkpoint_dir: str | None) -> None:
-        """Training starts: remove a stale marker (the saver), install the signal handlers
-        (main thread only), start the periodic work."""
+    def begin(
+        self, *, is_saver: bool, checkpoint_dir: str | None, distributed: bool = False
+    ) -> None:
+        """Training starts: remove a stale marker (the saver), join the other ranks
+        (``distributed``: the process group exists and has more than one rank), install the
+        signal handlers (main thread only), start the periodic work."""
         self._ended = False
         self.stopped = False
         self._seen_at = None
@@ -198,6 +267,11 @@ class TrainerLink:
         marker_dir = self.checkpoint_dir
         if is_saver and self.done_marker is not None and self.clear_stale_marker and marker_dir:
             clear_done_marker(marker_dir, self.done_marker, storage_options=self.storage_options)
+        if distributed and self._stop_at is None:
+            self._join_ranks()
+        elif self._stop_at is not None:
+            rank = getattr(self._given_stop, "rank", None)
+            self._rank = rank if isinstance(rank, int) else None
         if self.signals:
             if threading.current_thread() is threading.main_thread():
                 target = self._stop_target if self._stop_target is not None else self._signalled
@@ -217,7 +291,30 @@ class TrainerLink:
         except BaseException:
             self._stop_background()
             self.restore_signals()
+            self._leave_ranks(None)
             raise
+
+    def _join_ranks(self) -> None:
+        """Make the Coordinator every rank stops through (a rendezvous: every rank calls it)."""
+        TrainerLink._trainings += 1
+        coord = make_coordinator(f"trainer-{TrainerLink._trainings}")
+        logger.info(
+            "rank %d of %d: stops go through a tickwork.distributed.Coordinator on %s",
+            coord.rank,
+            coord.world_size,
+            coord.store_description,
+        )
+        self.coordinator = coord
+        self._rank = coord.rank
+        self._forward = self._user_stop
+        if self._stop_target is not None:
+            forward_target = self._stop_target
+            self._forward = forward_target.should_stop
+        self._user_stop = None
+        self._stop_at = coord.should_stop_at
+        self._stop_target = coord
+
+    _trainings = 0  # trainings this process has joined ranks for (each gets its own keys)
 
     # -- each step --------------------------------------------------------------------------------
 
@@ -225,6 +322,8 @@ class TrainerLink:
         """Whether training should stop now (at this step boundary)."""
         if self.stopped:
             return True
+        if self._forward is not None and self._forward() and self.coordinator is not None:
+            self.coordinator.request_stop()  # a local stop, for every rank
         if self._stop_at is not None and step is not None:
             requested = bool(self._stop_at(step))
         else:
@@ -235,7 +334,29 @@ class TrainerLink:
             self.stopped = True
             self._seen_at = self._clock.now()
             logger.info("tickwork stop seen at step %s: stopping the trainer", step)
+            if self.job_failing():
+                logger.error(
+                    "the job is failing (%s): no final checkpoint (a collective save would hang "
+                    "on the rank that is gone)",
+                    self._failure_text(),
+                )
+                self.final_checkpoint = FinalSave.JOB_FAILING
         return requested
+
+    def job_failing(self) -> bool:
+        """Whether the distributed stop came from a failure (a dead rank, an error reported on
+        some rank, the store gone) rather than a request: then no rank may start a collective."""
+        if self._stop_at is None:
+            return False
+        return _failing(self.coordinator if self.coordinator is not None else self._given_stop)
+
+    def _failure_text(self) -> str:
+        source: Any = self.coordinator if self.coordinator is not None else self._given_stop
+        dead = sorted(getattr(source, "dead_ranks", ()))
+        if dead:
+            return f"ranks {dead} are dead"
+        reported = list(getattr(source, "reported_exceptions", ()))
+        return f"{type(reported[0]).__name__}: {reported[0]}" if reported else "unknown"
 
     @property
     def wants_step(self) -> bool:
@@ -329,6 +450,8 @@ class TrainerLink:
             return self.training_end
         self._ended = True
         self.restore_signals()
+        if self.coordinator is not None or self._stop_at is not None:
+            error = self._leave_ranks(error, is_saver=is_saver)
         background_error = self._stop_background()
         if error is None and background_error is not None:
             error = background_error
@@ -346,6 +469,42 @@ class TrainerLink:
         if raise_background and background_error is not None:
             raise background_error
         return self.training_end
+
+    def _leave_ranks(
+        self, error: BaseException | None, *, is_saver: bool = False
+    ) -> BaseException | None:
+        """Training ended on this rank: report its error to every rank, and on the saver learn
+        the error that started the failure (the first in the job's log); leave the job (a
+        Coordinator this link made). Returns the error the marker should name."""
+        own, self.coordinator = self.coordinator, None
+        coord: Any = own if own is not None else self._given_stop
+        if own is not None:
+            self.set_stop(self._given_stop)  # the next training makes its own Coordinator
+            self._forward = None
+        from ..distributed import Coordinator
+        from ..distributed._coordinator import first_failure
+
+        if not isinstance(coord, Coordinator):
+            return error
+        failed = isinstance(error, Exception) or _failing(coord)
+        try:
+            if isinstance(error, Exception):
+                coord.request_stop(error)  # into the job's log, for every rank
+            if is_saver and failed:
+                first = first_failure(coord, error)
+                if first is not error and first is not None:
+                    if error is not None:
+                        logger.error(
+                            "training failed here with %s: %s; the failure started elsewhere: %s",
+                            type(error).__name__,
+                            error,
+                            first,
+                        )
+                    error = first
+        finally:
+            if own is not None:
+                own.close(_LEAVE_FAILED if failed else _LEAVE_CLEAN)
+        return error
 
     def status_for(self, error: BaseException | None) -> TrainingStatus:
         """completed; stopped (a tickwork stop, or an interruption: KeyboardInterrupt,
@@ -378,6 +537,7 @@ class TrainerLink:
                 name=self.done_marker,
                 details=details,
                 storage_options=self.storage_options,
+                rank=None if error is None else self._rank,
             )
         except Exception:
             if error is None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -80,7 +81,14 @@ class TickworkCallback(LinkedCallback, pl.Callback):  # type: ignore[misc,unused
     # -- hooks ------------------------------------------------------------------------------------
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        self.link.begin(is_saver=bool(trainer.is_global_zero), checkpoint_dir=_dirpath(trainer))
+        distributed = _distributed(trainer)
+        if distributed and signal.SIGTERM in self.link.signals:
+            _drop_sigterm_broadcast(trainer)
+        self.link.begin(
+            is_saver=bool(trainer.is_global_zero),
+            checkpoint_dir=_dirpath(trainer),
+            distributed=distributed,
+        )
 
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
@@ -111,6 +119,41 @@ class TickworkCallback(LinkedCallback, pl.Callback):  # type: ignore[misc,unused
             checkpoint_dir=_dirpath(trainer),
             raise_background=False,
         )
+
+
+def _distributed(trainer: Any) -> bool:
+    """More than one process, and torch.distributed's process group is up (Lightning starts it
+    in fit(), before on_train_start)."""
+    if int(getattr(trainer, "world_size", 1)) <= 1:
+        return False
+    import torch.distributed as dist
+
+    return bool(dist.is_available() and dist.is_initialized())
+
+
+def _drop_sigterm_broadcast(trainer: Any) -> None:
+    """Take Lightning's ``_sigterm_notifier_fn`` out of the SIGTERM handler, keeping the handlers
+    it composes with (the one installed before ``fit()``).
+
+    Lightning 2.6's notifier runs ``dist.broadcast`` inside the signal handler, on the signalled
+    rank alone, while its peers wait in the step's all-reduce: the job deadlocks. The tickwork
+    handler instead requests a stop through the job's store; every rank stops at the same step.
+    Lightning puts its own handler back at the end of fit()."""
+    handler: Any = signal.getsignal(signal.SIGTERM)
+    handlers = getattr(handler, "signal_handlers", None)
+    connector = getattr(trainer, "_signal_connector", None)
+    notifier = getattr(connector, "_sigterm_notifier_fn", None)
+    if not isinstance(handlers, list) or notifier is None:
+        return
+    kept = [h for h in handlers if h != notifier]  # a bound method equals its twin
+    if len(kept) == len(handlers):
+        return
+    logger.info(
+        "rank %s: Lightning's SIGTERM notifier (a broadcast inside the handler, which deadlocks "
+        "under DDP) is left out; tickwork stops every rank at an agreed step instead",
+        getattr(trainer, "global_rank", "?"),
+    )
+    signal.signal(signal.SIGTERM, type(handler)(kept))
 
 
 def _dirpath(trainer: Any) -> str | None:

@@ -81,7 +81,11 @@ class TickworkCallback(LinkedCallback, transformers.TrainerCallback):  # type: i
         self._is_saver = bool(args.should_save)
         self._step = int(state.global_step)
         self._save_requested = False
-        self.link.begin(is_saver=self._is_saver, checkpoint_dir=os.fspath(args.output_dir))
+        self.link.begin(
+            is_saver=self._is_saver,
+            checkpoint_dir=os.fspath(args.output_dir),
+            distributed=_distributed(args),
+        )
         self._uncaught.watch()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -89,7 +93,7 @@ class TickworkCallback(LinkedCallback, transformers.TrainerCallback):  # type: i
         if self.link.stopped or not self.link.should_stop(self._step):
             return
         control.should_training_stop = True
-        if not self.link.final_checkpoint_wanted:
+        if not self.link.final_checkpoint_wanted or self.link.job_failing():
             return
         remaining = self.link.remaining()
         if remaining is not None and remaining <= 0:
@@ -131,6 +135,16 @@ class TickworkCallback(LinkedCallback, transformers.TrainerCallback):  # type: i
     def _fail(self, error: BaseException) -> None:
         """The error path (an uncaught exception, or an exit with training unfinished)."""
         self.link.end(is_saver=self._is_saver, step=self._step, error=error, raise_background=False)
+
+
+def _distributed(args: Any) -> bool:
+    """More than one process, and torch.distributed's process group is up (the Trainer's
+    arguments start it under torchrun and ``accelerate launch``)."""
+    if int(getattr(args, "world_size", 1)) <= 1:
+        return False
+    import torch.distributed as dist
+
+    return bool(dist.is_available() and dist.is_initialized())
 
 
 _publish(globals())
