@@ -73,6 +73,7 @@ class CheckpointIterator(Iterator[Checkpoint]):
 
     @property
     def follower(self) -> CheckpointFollower:
+        """The :class:`CheckpointFollower` doing the work, for its options and controls."""
         return self._follower
 
     def __iter__(self) -> CheckpointIterator:
@@ -109,6 +110,7 @@ class CheckpointIterator(Iterator[Checkpoint]):
         self._follower.done()
 
     def statistics(self) -> FollowerStats:
+        """What the follower has seen so far (:meth:`CheckpointFollower.statistics`)."""
         return self._follower.statistics()
 
     def close(self) -> None:

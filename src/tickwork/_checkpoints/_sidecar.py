@@ -199,6 +199,7 @@ class SidecarEvaluator(RunsInWith, Generic[T]):
 
     @property
     def checkpoint_dir(self) -> str:
+        """The directory (or fsspec URL) it evaluates the checkpoints of."""
         return self._follower.checkpoint_dir
 
     def run(self) -> SidecarStats:
@@ -252,6 +253,7 @@ class SidecarEvaluator(RunsInWith, Generic[T]):
         return self._lifecycle.join(timeout)
 
     def is_alive(self) -> bool:
+        """True while the thread that :meth:`start` began is running."""
         return self._lifecycle.is_alive()
 
     def _leave(self, error: BaseException | None) -> None:

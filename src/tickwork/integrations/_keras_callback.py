@@ -117,15 +117,18 @@ class TickworkCallback(LinkedCallback, keras.callbacks.Callback):  # type: ignor
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def on_train_begin(self, logs: Any = None) -> None:
+        """Install the stop handlers, start the background work and watch for an uncaught error."""
         chief = self._is_chief_arg
         self._is_saver = _is_chief() if chief is None else chief
         self.link.begin(is_saver=self._is_saver, checkpoint_dir=None)
         self._uncaught.watch()
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        """Remember the epoch, for the final checkpoint's name."""
         self._epoch = epoch
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        """After a stop request, set ``model.stop_training`` and save the final checkpoint."""
         if self.link.stopped:
             return
         step = self._step() if self.link.wants_step else None
@@ -162,6 +165,7 @@ class TickworkCallback(LinkedCallback, keras.callbacks.Callback):  # type: ignor
         return True
 
     def on_train_end(self, logs: Any = None) -> None:
+        """Stop the background work, restore the handlers and write the done marker."""
         self._uncaught.unwatch()
         self.link.end(is_saver=self._is_saver, step=self._step())
 
