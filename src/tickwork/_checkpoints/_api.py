@@ -168,9 +168,12 @@ def checkpoints_iterator(
         skip_to_latest: True (TensorFlow's behaviour) yields the newest checkpoint each time,
             skipping older ones not yielded yet; False yields every complete checkpoint once,
             in step order.
-        layout, state_file, hold, hold_dir, watch, poll_interval, max_poll_interval,
-        settle_secs, latest_filename, storage_options: see :class:`FollowOptions`; or
-        ``options``, all of them (``skip_to_latest`` too) as one record.
+        options: every follow setting (``skip_to_latest`` included) as one
+            :class:`FollowOptions` record, instead of keywords.
+        **settings: the other follow settings, as keywords: ``layout``, ``state_file``,
+            ``hold``, ``hold_dir``, ``watch``, ``poll_interval``, ``max_poll_interval``,
+            ``settle_secs``, ``latest_filename``, ``storage_options`` (see
+            :class:`FollowOptions`).
         stop, clock: see :class:`CheckpointFollower`.
 
     Yields:

@@ -69,7 +69,9 @@ class TickworkCallback(LinkedCallback, keras.callbacks.Callback):  # type: ignor
             is no ``model_checkpoint``, formatted with ``step`` and ``epoch``.
         is_chief: whether this process saves; default: TF_CONFIG's chief (worker 0 without
             one), JAX's process 0, else True.
-        The other arguments are those of the Lightning and Hugging Face callbacks.
+        **options: the other arguments, those of the Lightning and Hugging Face callbacks
+            (``done_marker``, ``storage_options``, ``stop``, ``signals``, ``final_checkpoint``,
+            ``save_deadline``, ``background``, ``clear_stale_marker``).
     """
 
     def __init__(

@@ -271,10 +271,10 @@ def take(source: Iterator[_T], count: int, pushback: list[_T]) -> list[_T]:
 class RunnerBase(Generic[_T]):
     """What the JAX and PyTorch runners share: the tuner's contract and the step accounting.
 
-    A subclass pulls batches with :meth:`_take`, counts what it launches with :meth:`_launched`
-    (or, for a call that has already finished, :meth:`_finished`) and records compilations in
-    :attr:`compile_log`. ``ready(token)``/``wait(token)`` tell whether a launched call has finished
-    and wait for it (see :class:`InFlight`).
+    A subclass pulls batches with :meth:`_steps_wanted`, counts what it launches with
+    :meth:`_launched` (or, for a call that has already finished, :meth:`_finished`) and records
+    compilations in :attr:`compile_log`. ``ready(token)``/``wait(token)`` tell whether a launched
+    call has finished and wait for it (see :class:`InFlight`).
     """
 
     def __init__(
