@@ -5,7 +5,7 @@ TEST_VENV := .venv-test
 # pip says what it collects and installs as it goes (a first install takes a few minutes).
 PIP_FLAGS := --disable-pip-version-check --progress-bar off
 
-.PHONY: demo test lint typecheck pytest bench-venv bench clean
+.PHONY: demo test lint typecheck pytest docs bench-venv bench clean
 
 $(DEMO_VENV)/.installed: pyproject.toml
 	@echo "== make demo: creating $(DEMO_VENV) and installing tickwork[cli,watch,plot]"
@@ -24,8 +24,8 @@ $(TEST_VENV)/.installed: pyproject.toml requirements/test.txt
 
 lint: $(TEST_VENV)/.installed
 	@echo "== ruff"
-	$(TEST_VENV)/bin/ruff check src tests benchmarks
-	$(TEST_VENV)/bin/ruff format --check src tests benchmarks
+	$(TEST_VENV)/bin/ruff check src tests benchmarks docs/_ext
+	$(TEST_VENV)/bin/ruff format --check src tests benchmarks docs/_ext
 
 typecheck: $(TEST_VENV)/.installed
 	@echo "== mypy --strict"
@@ -36,6 +36,12 @@ pytest: $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The docs site (mkdocs.yml), built into site/ (gitignored): open site/index.html. The test
+# command builds it too, with the same --strict (tests/test_docs_site.py).
+docs: $(TEST_VENV)/.installed
+	@echo "== mkdocs build --strict: the site goes to site/"
+	$(TEST_VENV)/bin/python -m mkdocs build --strict
 
 # The anchors (tf_keras, TensorFlow) live in their own environment, never beside tickwork's tests.
 .bench-venv/.installed: pyproject.toml benchmarks/requirements.txt

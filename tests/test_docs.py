@@ -376,3 +376,32 @@ def test_block_runs(
     code = compile(block.code, filename, "exec")
     exec(code, namespace)
     check(namespace)
+
+
+# -- the README away from the repository -------------------------------------------------------
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _source_url() -> str:
+    """The source repository's address, as pyproject.toml's ``project.urls`` gives it."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        url: str = tomllib.load(file)["project"]["urls"]["Source"]
+    return url.rstrip("/")
+
+
+def test_readme_links_work_outside_the_repository() -> None:
+    """A package index shows the README without the repository around it: every link in it is
+    absolute (or an anchor in the page), and each one into the source repository names a file
+    that exists here."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = _LINK.findall(text)
+    assert len(links) >= 10
+    relative = [link for link in links if not re.match(r"(https?|mailto):|#", link)]
+    assert not relative, relative
+    prefix = f"{_source_url()}/blob/main/"
+    into_repo = [link for link in links if link.startswith(prefix)]
+    assert into_repo
+    missing = [link for link in into_repo if not (ROOT / link.removeprefix(prefix)).is_file()]
+    assert not missing, missing

@@ -63,9 +63,11 @@ def os_timeout(timeout: float | None) -> float | None:
 class Waitable(Protocol):
     """Anything that can be waited on for a stop: :class:`threading.Event` is one."""
 
-    def is_set(self) -> bool: ...
+    def is_set(self) -> bool:
+        """True once the stop has been requested."""
 
-    def wait(self, timeout: float | None = None) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until set (True) or ``timeout`` seconds pass (False); None waits for ever."""
 
 
 class Clock(abc.ABC):
@@ -108,9 +110,11 @@ class MonotonicClock(Clock):
     """The real clock: :func:`time.monotonic` and :meth:`threading.Event.wait`."""
 
     def now(self) -> float:
+        """``time.monotonic()``, in seconds."""
         return time.monotonic()
 
     def wait(self, stop: Waitable | None, timeout: float | None) -> bool:
+        """Wait on ``stop`` (or a private event when there is none); see :meth:`Clock.wait`."""
         if stop is None and timeout is None:
             raise ValueError("a wait needs a stop signal or a timeout; got neither")
         timeout = os_timeout(timeout)

@@ -166,6 +166,7 @@ class Coordinator:
 
     @property
     def clock(self) -> Clock:
+        """The clock its waits and grace periods are timed on."""
         return self._clock
 
     @property

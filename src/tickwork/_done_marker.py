@@ -104,6 +104,7 @@ class TrainingEnd:
         return text
 
     def to_json(self) -> str:
+        """The marker's text: a JSON object that :func:`read_training_end` reads back."""
         payload = {
             "format": _FORMAT,
             "status": self.status.value,

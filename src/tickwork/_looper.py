@@ -108,6 +108,8 @@ class LooperThread(threading.Thread):
         return False
 
     def run(self) -> None:
+        """The thread's body: ``start_loop()``, ``run_loop()`` on the schedule until the coordinator
+        stops, then ``stop_loop()``; what any of them raises is reported to the coordinator."""
         # What start_loop() or the loop raises is reported first (join() re-raises it); run_loop()'s
         # errors are reported by the ticker's handler.
         with self._coord.stop_on_exception():

@@ -45,6 +45,7 @@ class FakeClock(Clock):
         self._deadlines: list[float] = []
 
     def now(self) -> float:
+        """The fake time: ``start`` moved on by every :meth:`advance` so far."""
         with self._cond:
             return self._now
 
@@ -107,6 +108,7 @@ class FakeClock(Clock):
                 self._cond.wait(os_timeout(remaining))
 
     def wait(self, stop: Waitable | None, timeout: float | None) -> bool:
+        """Wait until ``stop`` is set or the fake time passes ``timeout`` (:meth:`Clock.wait`)."""
         if stop is None and timeout is None:
             raise ValueError("a wait needs a stop signal or a timeout; got neither")
         with self._cond:

@@ -73,6 +73,7 @@ class CheckpointIterator(Iterator[Checkpoint]):
 
     @property
     def follower(self) -> CheckpointFollower:
+        """The :class:`CheckpointFollower` doing the work, for its options and controls."""
         return self._follower
 
     def __iter__(self) -> CheckpointIterator:
@@ -109,6 +110,7 @@ class CheckpointIterator(Iterator[Checkpoint]):
         self._follower.done()
 
     def statistics(self) -> FollowerStats:
+        """What the follower has seen so far (:meth:`CheckpointFollower.statistics`)."""
         return self._follower.statistics()
 
     def close(self) -> None:
@@ -166,9 +168,12 @@ def checkpoints_iterator(
         skip_to_latest: True (TensorFlow's behaviour) yields the newest checkpoint each time,
             skipping older ones not yielded yet; False yields every complete checkpoint once,
             in step order.
-        layout, state_file, hold, hold_dir, watch, poll_interval, max_poll_interval,
-        settle_secs, latest_filename, storage_options: see :class:`FollowOptions`; or
-        ``options``, all of them (``skip_to_latest`` too) as one record.
+        options: every follow setting (``skip_to_latest`` included) as one
+            :class:`FollowOptions` record, instead of keywords.
+        **settings: the other follow settings, as keywords: ``layout``, ``state_file``,
+            ``hold``, ``hold_dir``, ``watch``, ``poll_interval``, ``max_poll_interval``,
+            ``settle_secs``, ``latest_filename``, ``storage_options`` (see
+            :class:`FollowOptions`).
         stop, clock: see :class:`CheckpointFollower`.
 
     Yields:

@@ -189,6 +189,7 @@ class CheckpointFollower:
 
     @property
     def checkpoint_dir(self) -> str:
+        """The directory (or fsspec URL) being followed, as given."""
         return self._storage.directory
 
     @property

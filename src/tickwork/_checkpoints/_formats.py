@@ -20,8 +20,9 @@ pickle (torch.distributed.checkpoint's ``.metadata``)
     The opcodes read without executing anything (:func:`pickletools.genops`) end with STOP
     exactly at the end of the file.
 
-Anything else (the legacy pickle ``torch.save`` format, unknown files) is :attr:`UNCHECKABLE`;
-the follower then waits until the file has not changed for ``settle_secs``.
+Anything else (the legacy pickle ``torch.save`` format, unknown files) is
+:attr:`Structure.UNCHECKABLE`; the follower then waits until the file has not changed for
+``settle_secs``.
 
 The binary checks read a few bytes through ``read_at(offset, size)``; JSON and pickle files are
 read whole, up to a bound (larger ones are uncheckable).

@@ -86,9 +86,11 @@ class SidecarEvaluator(RunsInWith, Generic[T]):
         name: the thread's name (default ``SidecarEvaluator(<checkpoint_dir>)``).
         daemon: whether the thread of :meth:`start` is a daemon thread.
         clock: the clock to wait on (tests use :class:`tickwork.testing.FakeClock`).
-        layout, hold, hold_dir, watch, poll_interval, max_poll_interval, settle_secs,
-        latest_filename, storage_options: see :class:`FollowOptions`; or ``options``, all of
-        them (with ``skip_to_latest`` and ``state_file``) as one record.
+        options: every follow setting (``skip_to_latest`` and ``state_file`` included) as one
+            :class:`FollowOptions` record, instead of keywords.
+        **settings: the other follow settings, as keywords: ``layout``, ``hold``, ``hold_dir``,
+            ``watch``, ``poll_interval``, ``max_poll_interval``, ``settle_secs``,
+            ``latest_filename``, ``storage_options`` (see :class:`FollowOptions`).
 
     Run it in the calling thread with :meth:`run`, or in its own thread with :meth:`start` (then
     :meth:`finish`, :meth:`stop`, :meth:`join`), or as a context manager (which starts it, and on
@@ -199,6 +201,7 @@ class SidecarEvaluator(RunsInWith, Generic[T]):
 
     @property
     def checkpoint_dir(self) -> str:
+        """The directory (or fsspec URL) it evaluates the checkpoints of."""
         return self._follower.checkpoint_dir
 
     def run(self) -> SidecarStats:
@@ -252,6 +255,7 @@ class SidecarEvaluator(RunsInWith, Generic[T]):
         return self._lifecycle.join(timeout)
 
     def is_alive(self) -> bool:
+        """True while the thread that :meth:`start` began is running."""
         return self._lifecycle.is_alive()
 
     def _leave(self, error: BaseException | None) -> None:

@@ -220,8 +220,9 @@ def when_idle(
 
 def wait_limit(rules: EndRules, idle: Idle, *, slice_secs: float, drain_grace: float) -> float:
     """How long the next wait for a checkpoint may last: until the nearest limit comes due, and
-    at most ``slice_secs`` (so that the done marker and :meth:`finish` are looked at). Once
-    training is done and nothing is still being written, no wait: only a last look."""
+    at most ``slice_secs`` (so that the done marker and :meth:`~tickwork.SidecarEvaluator.finish`
+    are looked at). Once training is done and nothing is still being written, no wait: only a
+    last look."""
     if idle.done_since is not None and idle.pending == 0:
         return 0.0
     deadlines = [idle.now + slice_secs]

@@ -64,6 +64,7 @@ class TuningHistory:
         self._dropped = 0
 
     def append(self, record: TuningRecord) -> None:
+        """Add a record at the end (the tuner does); the oldest goes past ``max_records``."""
         with self._lock:
             if len(self._records) == self._records.maxlen:
                 self._dropped += 1

@@ -100,14 +100,17 @@ class StepsPerExecution:
 
     @property
     def value(self) -> int:
+        """The current steps per execution (an int >= 1)."""
         return self._value  # an int read is atomic; the lock orders writes
 
     def assign(self, value: Any) -> None:
+        """Set the value: an int >= 1, or anything ``int()`` accepts as one (a numpy scalar)."""
         number = check_int("value", _to_int(value, "'value'"), minimum=1)
         with self._lock:
             self._value = number
 
     def numpy(self) -> int:
+        """The current value, as a TensorFlow variable's ``numpy()`` would give it."""
         return self._value
 
     def __int__(self) -> int:

@@ -66,6 +66,7 @@ class RemoteError(DistributedError):
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> RemoteError:
+        """Rebuild the error from the JSON record the failing rank wrote to the store."""
         return cls(
             str(record.get("type", "Exception")),
             str(record.get("message", "")),

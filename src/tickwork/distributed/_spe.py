@@ -56,6 +56,7 @@ class SharedStepsPerExecution:
 
     @property
     def decider(self) -> int:
+        """The rank whose tuner decides (the only one that may :meth:`assign`)."""
         return self._decider
 
     @property
@@ -64,6 +65,7 @@ class SharedStepsPerExecution:
         return self._assigned
 
     def numpy(self) -> int:
+        """The current value, as :attr:`value` (for code written for a TensorFlow variable)."""
         return self._assigned
 
     def __int__(self) -> int:

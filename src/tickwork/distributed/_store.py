@@ -62,6 +62,7 @@ class MemoryStore:
         self._shared = _Shared()
 
     def claim(self, key: str, value: str) -> bool:
+        """Create ``key`` with ``value`` unless it exists; True if this call created it."""
         with self._shared.enter() as data:
             if key in data:
                 return False
@@ -70,15 +71,18 @@ class MemoryStore:
             return True
 
     def set(self, key: str, value: str) -> None:
+        """Write ``key`` (overwriting)."""
         with self._shared.enter() as data:
             data[key] = value
             self._shared.cond.notify_all()
 
     def get_many(self, keys: Sequence[str], present: bool = False) -> list[str | None]:
+        """The values of ``keys`` (None for a missing one), without blocking."""
         with self._shared.enter() as data:
             return [data.get(k) for k in keys]
 
     def wait(self, keys: Sequence[str], timeout: float) -> bool:
+        """Block until every key exists (True) or ``timeout`` seconds pass (False)."""
         shared = self._shared
         with shared.enter() as data:
             return (
@@ -89,14 +93,17 @@ class MemoryStore:
             )
 
     def wait_get(self, key: str, timeout: float) -> str | None:
+        """Block until ``key`` exists and return its value (None after ``timeout`` seconds)."""
         if not self.wait([key], timeout):
             return None
         return self.get_many([key])[0]
 
     def clone(self) -> MemoryStore:
+        """Another client on the same data (clones share it), for another thread."""
         return copy.copy(self)  # the same _Shared: clones share the data
 
     def describe(self) -> str:
+        """Where the store lives, for error messages."""
         return "MemoryStore (this process)"
 
     # -- fault injection for tests -----------------------------------------------------------------
@@ -107,6 +114,7 @@ class MemoryStore:
             self._shared.frozen = True
 
     def thaw(self) -> None:
+        """Let the calls that :meth:`freeze` blocked go on."""
         with self._shared.cond:
             self._shared.frozen = False
             self._shared.cond.notify_all()

@@ -69,7 +69,9 @@ class TickworkCallback(LinkedCallback, keras.callbacks.Callback):  # type: ignor
             is no ``model_checkpoint``, formatted with ``step`` and ``epoch``.
         is_chief: whether this process saves; default: TF_CONFIG's chief (worker 0 without
             one), JAX's process 0, else True.
-        The other arguments are those of the Lightning and Hugging Face callbacks.
+        **options: the other arguments, those of the Lightning and Hugging Face callbacks
+            (``done_marker``, ``storage_options``, ``stop``, ``signals``, ``final_checkpoint``,
+            ``save_deadline``, ``background``, ``clear_stale_marker``).
     """
 
     def __init__(
@@ -117,15 +119,18 @@ class TickworkCallback(LinkedCallback, keras.callbacks.Callback):  # type: ignor
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def on_train_begin(self, logs: Any = None) -> None:
+        """Install the stop handlers, start the background work and watch for an uncaught error."""
         chief = self._is_chief_arg
         self._is_saver = _is_chief() if chief is None else chief
         self.link.begin(is_saver=self._is_saver, checkpoint_dir=None)
         self._uncaught.watch()
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        """Remember the epoch, for the final checkpoint's name."""
         self._epoch = epoch
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        """After a stop request, set ``model.stop_training`` and save the final checkpoint."""
         if self.link.stopped:
             return
         step = self._step() if self.link.wants_step else None
@@ -162,6 +167,7 @@ class TickworkCallback(LinkedCallback, keras.callbacks.Callback):  # type: ignor
         return True
 
     def on_train_end(self, logs: Any = None) -> None:
+        """Stop the background work, restore the handlers and write the done marker."""
         self._uncaught.unwatch()
         self.link.end(is_saver=self._is_saver, step=self._step())
 

@@ -125,6 +125,7 @@ class CompileLog:
         self._records: list[CompileRecord] = []
 
     def add(self, record: CompileRecord) -> None:
+        """Record one compilation (the runner does this)."""
         with self._lock:
             self._records.append(record)
 
@@ -146,6 +147,7 @@ class CompileLog:
         return totals
 
     def total_seconds(self) -> float:
+        """Seconds spent compiling so far, every spe value together."""
         return sum(record.seconds for record in self.records)
 
     def __repr__(self) -> str:
@@ -239,15 +241,19 @@ class SpeRunner(Protocol):
     """
 
     @property
-    def spe(self) -> StepsPerExecution: ...
+    def spe(self) -> StepsPerExecution:
+        """The holder the runner reads at each call; the tuner assigns it."""
 
     @property
-    def candidates(self) -> tuple[int, ...]: ...
+    def candidates(self) -> tuple[int, ...]:
+        """The increasing spe values the runner runs, one compiled call each."""
 
     @property
-    def compile_log(self) -> CompileLog: ...
+    def compile_log(self) -> CompileLog:
+        """What each new spe value cost to compile."""
 
-    def counter(self) -> int: ...
+    def counter(self) -> int:
+        """Training steps completed so far."""
 
 
 def take(source: Iterator[_T], count: int, pushback: list[_T]) -> list[_T]:
@@ -265,10 +271,10 @@ def take(source: Iterator[_T], count: int, pushback: list[_T]) -> list[_T]:
 class RunnerBase(Generic[_T]):
     """What the JAX and PyTorch runners share: the tuner's contract and the step accounting.
 
-    A subclass pulls batches with :meth:`_take`, counts what it launches with :meth:`_launched`
-    (or, for a call that has already finished, :meth:`_finished`) and records compilations in
-    :attr:`compile_log`. ``ready(token)``/``wait(token)`` tell whether a launched call has finished
-    and wait for it (see :class:`InFlight`).
+    A subclass pulls batches with :meth:`_steps_wanted`, counts what it launches with
+    :meth:`_launched` (or, for a call that has already finished, :meth:`_finished`) and records
+    compilations in :attr:`compile_log`. ``ready(token)``/``wait(token)`` tell whether a launched
+    call has finished and wait for it (see :class:`InFlight`).
     """
 
     def __init__(

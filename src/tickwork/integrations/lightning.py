@@ -81,6 +81,8 @@ class TickworkCallback(LinkedCallback, pl.Callback):  # type: ignore[misc,unused
     # -- hooks ------------------------------------------------------------------------------------
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Join the other ranks (under DDP), install the stop handlers, start the background
+        work."""
         distributed = _distributed(trainer)
         if distributed and signal.SIGTERM in self.link.signals:
             _drop_sigterm_broadcast(trainer)
@@ -93,6 +95,7 @@ class TickworkCallback(LinkedCallback, pl.Callback):  # type: ignore[misc,unused
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        """After a stop request, set ``trainer.should_stop`` and save the final checkpoint."""
         if not self.link.stopped and self.link.should_stop(int(trainer.global_step)):
             trainer.should_stop = True
             # Here, before Lightning 2.6 raises SIGTERMException right after this batch's hooks.
@@ -101,10 +104,12 @@ class TickworkCallback(LinkedCallback, pl.Callback):  # type: ignore[misc,unused
             self.link.final_save(lambda: _save_final(trainer, self.link.checkpoint_dir))
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        """Restore the signal handlers and stop the background work."""
         self.link.restore_signals()
         self.link.stop_background()
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        """Write the done marker (on the global-zero rank): training completed or was stopped."""
         self.link.end(
             is_saver=bool(trainer.is_global_zero),
             step=int(trainer.global_step),
@@ -112,6 +117,7 @@ class TickworkCallback(LinkedCallback, pl.Callback):  # type: ignore[misc,unused
         )
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """Write the done marker saying training failed, with the exception."""
         self.link.end(
             is_saver=bool(trainer.is_global_zero),
             step=int(trainer.global_step),

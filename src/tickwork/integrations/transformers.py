@@ -78,6 +78,7 @@ class TickworkCallback(LinkedCallback, transformers.TrainerCallback):  # type: i
     # -- hooks ------------------------------------------------------------------------------------
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Install the stop handlers, start the background work and watch for an uncaught error."""
         self._is_saver = bool(args.should_save)
         self._step = int(state.global_step)
         self._save_requested = False
@@ -89,6 +90,7 @@ class TickworkCallback(LinkedCallback, transformers.TrainerCallback):  # type: i
         self._uncaught.watch()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """After a stop request, set ``control.should_training_stop`` and ask for a final save."""
         self._step = int(state.global_step)
         if self.link.stopped or not self.link.should_stop(self._step):
             return
@@ -112,6 +114,7 @@ class TickworkCallback(LinkedCallback, transformers.TrainerCallback):  # type: i
         self._save_requested = True
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Record whether the final checkpoint the stop asked for was saved within the deadline."""
         if not self._save_requested:
             return
         self._save_requested = False
@@ -125,6 +128,7 @@ class TickworkCallback(LinkedCallback, transformers.TrainerCallback):  # type: i
             self.link.final_checkpoint = FinalSave.SAVED
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Stop the background work, restore the handlers and write the done marker."""
         self._uncaught.unwatch()
         self.link.end(
             is_saver=self._is_saver,
