@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import warnings
@@ -66,7 +67,9 @@ def main() -> None:
 
 
 def train(mode: str, run_dir: str, sync_dir: str, user: Any) -> None:
-    callback = TickworkCallback(save_deadline=40.0, stop=user)
+    callback = TickworkCallback(
+        signals=(signal.SIGTERM, signal.SIGUSR1), save_deadline=40.0, stop=user
+    )
     model = Tiny(mode, sync_dir)
     model.source = lambda: user or callback.coordinator
     generator = torch.Generator().manual_seed(0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import warnings
@@ -61,46 +62,53 @@ class Module(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-generator = torch.Generator().manual_seed(0)
-data = DataLoader(
-    TensorDataset(torch.randn(64, 4, generator=generator), torch.randn(64, 1, generator=generator)),
-    batch_size=4,
-)
-callback = TickworkCallback(save_deadline=40.0)
-module = Module(callback)
-trainer = pl.Trainer(
-    max_epochs=1,
-    max_steps=12,
-    callbacks=[
-        pl.callbacks.ModelCheckpoint(dirpath=run_dir, every_n_train_steps=2, save_top_k=-1),
-        callback,
-    ],
-    logger=False,
-    enable_progress_bar=False,
-    enable_model_summary=False,
-    accelerator="cpu",
-    devices=2,
-    strategy="ddp",
-    default_root_dir=run_dir,
-)
-raised = None
-try:
-    trainer.fit(module, data)
-except BaseException as exc:
-    raised = f"{type(exc).__name__}: {exc}"
-    raise
-finally:
-    if module.user_coord is not None:
-        module.user_coord.close(5.0)
-    print(
-        json.dumps(
-            {
-                "rank": trainer.global_rank,
-                "raised": raised,
-                "final_checkpoint": callback.final_checkpoint,
-                "stopped": callback.stopped,
-                "global_step": trainer.global_step,
-            }
+def main() -> None:
+    generator = torch.Generator().manual_seed(0)
+    data = DataLoader(
+        TensorDataset(
+            torch.randn(64, 4, generator=generator), torch.randn(64, 1, generator=generator)
         ),
-        flush=True,
+        batch_size=4,
     )
+    callback = TickworkCallback(signals=(signal.SIGTERM, signal.SIGUSR1), save_deadline=40.0)
+    module = Module(callback)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        max_steps=12,
+        callbacks=[
+            pl.callbacks.ModelCheckpoint(dirpath=run_dir, every_n_train_steps=2, save_top_k=-1),
+            callback,
+        ],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=2,
+        strategy=os.environ.get("TICKWORK_TEST_STRATEGY", "ddp"),
+        default_root_dir=run_dir,
+    )
+    raised = None
+    try:
+        trainer.fit(module, data)
+    except BaseException as exc:
+        raised = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if module.user_coord is not None:
+            module.user_coord.close(5.0)
+        print(
+            json.dumps(
+                {
+                    "rank": trainer.global_rank,
+                    "raised": raised,
+                    "final_checkpoint": callback.final_checkpoint,
+                    "stopped": callback.stopped,
+                    "global_step": trainer.global_step,
+                }
+            ),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":  # ddp_spawn imports this module in each rank
+    main()

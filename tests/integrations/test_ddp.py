@@ -40,7 +40,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _env() -> dict[str, str]:
+def _env(strategy: str) -> dict[str, str]:
     """This process's environment without what would make the job join another one."""
     env = {
         k: v
@@ -49,6 +49,7 @@ def _env() -> dict[str, str]:
         and k not in {"RANK", "WORLD_SIZE", "NODE_RANK", "TICKWORK_CHECKPOINT"}
     }
     env["OMP_NUM_THREADS"] = "1"
+    env["TICKWORK_TEST_STRATEGY"] = strategy  # Lightning's: ddp or ddp_spawn
     env["HF_HUB_OFFLINE"] = "1"
     return env
 
@@ -73,9 +74,17 @@ def _kill_group(job: subprocess.Popen[str]) -> None:
 
 
 def run_job(
-    trainer: str, mode: str, run: Path, sync: Path, coord: str, target: str | None
+    trainer: str,
+    mode: str,
+    run: Path,
+    sync: Path,
+    coord: str,
+    target: str | None,
+    *,
+    strategy: str = "ddp",
+    signum: int = signal.SIGTERM,
 ) -> tuple[int, str, list[dict[str, Any]]]:
-    """Run a 2-rank job; with ``target`` (``"0"``, ``"1"`` or ``"launcher"``), send SIGTERM
+    """Run a 2-rank job; with ``target`` (``"0"``, ``"1"`` or ``"launcher"``), send ``signum``
     there once both ranks wait in their 7th step. Returns (exit status, output, each rank's
     JSON record)."""
     sync.mkdir(parents=True)
@@ -84,7 +93,7 @@ def run_job(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=_env(),
+        env=_env(strategy),
         start_new_session=True,  # the job's ranks form a group, killed as one at the end
     )
     try:
@@ -99,7 +108,7 @@ def run_job(
             pid = (
                 job.pid if target == "launcher" else int((sync / f"ready-rank{target}").read_text())
             )
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signum)
         try:
             out = job.communicate(timeout=JOB_LIMIT)[0]
         except subprocess.TimeoutExpired:
@@ -150,57 +159,84 @@ def test_training_completes(trainer: str, tmp_path: Path) -> None:
 
 
 SIGNALS = [
-    pytest.param("lightning", "1", "auto", id="lightning-rank1"),
-    pytest.param("lightning", "0", "auto", id="lightning-rank0-launcher"),
-    pytest.param("lightning", "1", "user", id="lightning-rank1-user-coordinator"),
-    pytest.param("transformers", "1", "auto", id="hf-rank1"),
-    pytest.param("transformers", "0", "auto", id="hf-rank0"),
-    pytest.param("transformers", "launcher", "auto", id="hf-torchrun"),
-    pytest.param("transformers", "1", "user", id="hf-rank1-user-coordinator"),
+    pytest.param("lightning", "1", "auto", "ddp", "SIGTERM", id="lightning-rank1"),
+    pytest.param("lightning", "0", "auto", "ddp", "SIGTERM", id="lightning-rank0-launcher"),
+    pytest.param("lightning", "1", "user", "ddp", "SIGTERM", id="lightning-rank1-user-coord"),
+    pytest.param("lightning", "1", "auto", "ddp_spawn", "SIGTERM", id="lightning-spawn-rank1"),
+    pytest.param("transformers", "1", "auto", "ddp", "SIGTERM", id="hf-rank1"),
+    pytest.param("transformers", "0", "auto", "ddp", "SIGTERM", id="hf-rank0"),
+    pytest.param("transformers", "launcher", "auto", "ddp", "SIGTERM", id="hf-torchrun"),
+    pytest.param("transformers", "1", "user", "ddp", "SIGTERM", id="hf-rank1-user-coord"),
+    pytest.param("transformers", "1", "auto", "ddp", "SIGUSR1", id="hf-rank1-sigusr1"),
 ]
 
 
-@pytest.mark.parametrize(("trainer", "target", "coord"), SIGNALS)
-def test_sigterm_on_one_rank_stops_every_rank_at_one_step(
-    trainer: str, target: str, coord: str, tmp_path: Path
+@pytest.mark.parametrize(("trainer", "target", "coord", "strategy", "signame"), SIGNALS)
+def test_a_signal_on_one_rank_stops_every_rank_at_one_step(
+    trainer: str, target: str, coord: str, strategy: str, signame: str, tmp_path: Path
 ) -> None:
     """Every rank stops at the same step, the final checkpoint is saved there once (by the
     trainer's own save, rank 0 writing), the marker says stopped, the follower exits 0."""
     run, log = tmp_path / "run", tmp_path / "log"
     with following(run, log) as follower:
-        code, out, records = run_job(trainer, "sigterm", run, tmp_path / "sync", coord, target)
+        code, out, records = run_job(
+            trainer,
+            "sigterm",
+            run,
+            tmp_path / "sync",
+            coord,
+            target,
+            strategy=strategy,
+            signum=signal.Signals[signame],
+        )
         follow_code, follow_out, follow_err = finish(follower)
-    assert len(records) == 2, out
-    assert [r["global_step"] for r in records] == [STOPPED_AT, STOPPED_AT], out
-    assert [r["stopped"] for r in records] == [True, True], out
-    assert records[0]["final_checkpoint"] == "saved", out
-    assert records[1]["final_checkpoint"] == "not this process (it does not save)", out
-    if target != "launcher":  # torchrun itself exits 1 when it is signalled
+    if strategy == "ddp_spawn":  # the ranks' records stay in the spawned processes
         assert code == 0, out
+    else:
+        check_records(records, out)
+        if target != "launcher":  # torchrun itself exits 1 when it is signalled
+            assert code == 0, out
     steps = _checkpoints(trainer, run)
     assert steps == [2, 4, 6, STOPPED_AT], steps
     payload = marker_payload(run)
     assert (payload["status"], payload["step"]) == ("stopped", STOPPED_AT), payload
+    assert payload["details"]["final_checkpoint"] == "saved", payload
     assert follow_code == 0, follow_out + follow_err
     assert evaluated_steps(log) == steps
     assert f"training stopped at step {STOPPED_AT}" in follow_out
 
 
+def check_records(records: list[dict[str, Any]], out: str) -> None:
+    """Both ranks stopped at STOPPED_AT; rank 0 saved the final checkpoint."""
+    assert len(records) == 2, out
+    assert [r["global_step"] for r in records] == [STOPPED_AT, STOPPED_AT], out
+    assert [r["stopped"] for r in records] == [True, True], out
+    assert records[0]["final_checkpoint"] == "saved", out
+    assert records[1]["final_checkpoint"] == "not this process (it does not save)", out
+
+
 @pytest.mark.parametrize(
-    ("trainer", "coord"),
+    ("trainer", "coord", "strategy"),
     [
-        pytest.param("lightning", "auto", id="lightning"),
-        pytest.param("lightning", "user", id="lightning-user-coordinator"),
-        pytest.param("transformers", "auto", id="hf"),
-        pytest.param("transformers", "user", id="hf-user-coordinator"),
+        pytest.param("lightning", "auto", "ddp", id="lightning"),
+        pytest.param("lightning", "user", "ddp", id="lightning-user-coordinator"),
+        pytest.param("lightning", "auto", "ddp_spawn", id="lightning-spawn"),
+        pytest.param("transformers", "auto", "ddp", id="hf"),
+        pytest.param("transformers", "user", "ddp", id="hf-user-coordinator"),
     ],
 )
-def test_the_marker_names_the_rank_that_raised(trainer: str, coord: str, tmp_path: Path) -> None:
+def test_the_marker_names_the_rank_that_raised(
+    trainer: str, coord: str, strategy: str, tmp_path: Path
+) -> None:
     """Rank 1 raises; rank 0, the saver, sees gloo's "connection closed" but its marker names
-    rank 1's ValueError; the follower reports that training failed and exits 0."""
+    rank 1's ValueError; the follower reports that training failed and exits 0. (ddp_spawn:
+    torch.multiprocessing ends the other rank, and the launching process writes the marker from
+    the rank's own traceback.)"""
     run, log = tmp_path / "run", tmp_path / "log"
     with following(run, log) as follower:
-        code, out, _ = run_job(trainer, "raise", run, tmp_path / "sync", coord, None)
+        code, out, _ = run_job(
+            trainer, "raise", run, tmp_path / "sync", coord, None, strategy=strategy
+        )
         follow_code, follow_out, follow_err = finish(follower)
     assert code != 0, out
     payload = marker_payload(run)
@@ -208,7 +244,7 @@ def test_the_marker_names_the_rank_that_raised(trainer: str, coord: str, tmp_pat
     assert (payload["error_type"], payload["error_message"]) == ("ValueError", "loss is nan")
     assert payload["rank"] == 1, payload
     assert follow_code == 0, follow_out + follow_err
-    assert "training failed at step" in follow_out, follow_out
+    assert "training failed" in follow_out, follow_out
     assert "on rank 1" in follow_out, follow_out
     assert "ValueError: loss is nan" in follow_out
     assert evaluated_steps(log) == _checkpoints(trainer, run)

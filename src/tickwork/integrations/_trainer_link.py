@@ -234,6 +234,23 @@ class TrainerLink:
         self.training_end: TrainingEnd | None = None
         self._ended = False
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What a spawned rank gets (Lightning's ``ddp_spawn`` pickles the callbacks): the
+        settings, none of this process's handlers, threads, events or Coordinator."""
+        state = dict(self.__dict__)
+        state.update(
+            _signalled=None,
+            _signal_stop=None,
+            _started=[],
+            coordinator=None,
+            final_save_thread=None,
+        )
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._signalled = SignalSafeEvent()
+
     def set_stop(self, stop: object) -> None:
         """Use ``stop`` (see the class) from the next :meth:`begin` on."""
         self._user_stop = stop_check(stop)
@@ -505,6 +522,17 @@ class TrainerLink:
             if own is not None:
                 own.close(_LEAVE_FAILED if failed else _LEAVE_CLEAN)
         return error
+
+    def marker_written(self, checkpoint_dir: str | None) -> bool:
+        """Whether a done marker exists now (written since training began: a stale one is
+        removed when training begins)."""
+        directory = self.checkpoint_dir or checkpoint_dir
+        if self.done_marker is None or directory is None:
+            return False
+        from .._done_marker import read_training_end
+
+        end = read_training_end(directory, self.done_marker, storage_options=self.storage_options)
+        return end is not None
 
     def status_for(self, error: BaseException | None) -> TrainingStatus:
         """completed; stopped (a tickwork stop, or an interruption: KeyboardInterrupt,

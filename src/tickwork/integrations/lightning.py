@@ -118,13 +118,60 @@ class TickworkCallback(LinkedCallback, pl.Callback):  # type: ignore[misc,unused
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         """Write the done marker saying training failed, with the exception."""
+        is_saver = bool(trainer.is_global_zero)
+        if is_saver and _spawn_parent(trainer) and self.link.marker_written(_dirpath(trainer)):
+            # ddp_spawn: the ranks ran the training hooks; rank 0 wrote the marker, naming the
+            # error that started the failure. This process only sees the ranks' exit.
+            logger.info("the ranks wrote the done marker; the launching process leaves it")
+            return
+        exception = _rank_error(exception)
         self.link.end(
-            is_saver=bool(trainer.is_global_zero),
-            step=int(trainer.global_step),
+            is_saver=is_saver,
+            # ddp_spawn's launching process does not know the ranks' step
+            step=None if _spawn_parent(trainer) else int(trainer.global_step),
             error=exception,
             checkpoint_dir=_dirpath(trainer),
             raise_background=False,
         )
+
+
+def _rank_error(exception: BaseException) -> BaseException:
+    """``ddp_spawn``'s parent sees torch.multiprocessing's ``ProcessRaisedException`` (the rank's
+    traceback as text): the rank's own error, as a RemoteError naming its type, message and rank
+    (the marker then says ``ValueError: loss is nan`` on rank 1, not "process 1 terminated")."""
+    rank, text = getattr(exception, "error_index", None), getattr(exception, "msg", None)
+    if type(exception).__name__ != "ProcessRaisedException" or not isinstance(text, str):
+        return exception
+    last = text.strip().splitlines()[-1] if text.strip() else ""
+    kind, _, message = last.partition(": ")
+    if not kind or " " in kind:
+        return exception
+    import socket
+
+    from ..distributed import RemoteError
+
+    pid = getattr(exception, "error_pid", -1)
+    remote = RemoteError(
+        kind,
+        message,
+        rank if isinstance(rank, int) else -1,
+        socket.gethostname(),
+        pid if isinstance(pid, int) else -1,
+        text,
+    )
+    remote.__cause__ = exception
+    return remote
+
+
+def _spawn_parent(trainer: Any) -> bool:
+    """The process that started ``ddp_spawn``'s ranks (it runs no training hook but
+    ``on_exception``, with the ranks' failure)."""
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if type(launcher).__name__ != "_MultiProcessingLauncher":
+        return False
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized())
 
 
 def _distributed(trainer: Any) -> bool:
