@@ -31,6 +31,23 @@ class TestVerdict:
         assert stall.seconds == 10.0
         assert stall.steps == {0: 5, 1: 3, 2: 5}
 
+    def test_steps_faster_than_the_reads_still_start_the_clock(self) -> None:
+        """Every step so far fell between two reads (a fast start, then a stuck step): the
+        ranks' first steps tell that steps were completed, so the stall is still named."""
+        watch = StallWatch(RANKS, 3.0)
+        watch.observe(0.0, dict.fromkeys(RANKS), dict.fromkeys(RANKS))
+        for t in (1.0, 2.0, 3.0, 4.0):  # steps 1..4 ran before the read at 1 s; then stuck
+            watch.observe(t, {0: 5, 1: 4, 2: 5}, dict.fromkeys(RANKS, 1))
+        assert watch.verdict(3.9, RANKS) is None
+        stall = watch.verdict(4.0, RANKS)
+        assert stall is not None
+        assert (stall.seconds, stall.steps) == (3.0, {0: 5, 1: 4, 2: 5})
+        without_firsts = StallWatch(RANKS, 3.0)  # what the reads alone cannot tell
+        without_firsts.observe(0.0, dict.fromkeys(RANKS))
+        for t in (1.0, 2.0, 3.0, 4.0):
+            without_firsts.observe(t, {0: 5, 1: 4, 2: 5})
+        assert without_firsts.verdict(10.0, RANKS) is None
+
     def test_a_dead_rank_is_not_a_stall(self) -> None:
         """Only live ranks count (a silent rank is the heartbeats' business)."""
         watch = StallWatch(RANKS, 10.0)
@@ -100,6 +117,19 @@ class TestSuspect:
     def test_a_rank_without_a_step_is_the_lowest(self) -> None:
         """A rank that never passed a step is behind everyone."""
         assert suspect({0: 7, 1: None, 2: 7}, {})[0] == 1
+
+    def test_of_two_ranks_at_one_step_the_one_not_in_a_collective_is_the_suspect(self) -> None:
+        """Two ranks (no majority to tell the odd one): rank 0 waits in backward (DDP's
+        all-reduce), rank 1 is in its own code: rank 1 holds the job back."""
+        stacks = {
+            0: ("graph.py:_engine_run_backward", "__init__.py:backward", "_tensor.py:backward"),
+            1: ("train.py:training_step", "strategy.py:wrapped_forward", "module.py:_call_impl"),
+        }
+        named, reason = suspect({0: 5, 1: 5}, stacks)
+        assert named == 1
+        assert "collective" in reason
+        both_waiting = {0: stacks[0], 1: ("distributed_c10d.py:all_reduce", "x.py:f")}
+        assert suspect({0: 5, 1: 5}, both_waiting)[0] is None
 
     def test_equal_steps_are_told_apart_by_the_odd_main_thread(self) -> None:
         """All at step 5: the rank whose main thread is not in the all-reduce is the suspect."""

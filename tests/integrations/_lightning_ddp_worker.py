@@ -1,7 +1,8 @@
 """Lightning DDP on CPU (gloo, 2 processes), run as a script: Lightning starts rank 1 by running
 this script again. ``python _lightning_ddp_worker.py MODE RUN_DIR SYNC_DIR COORD``.
 
-MODE: ``complete``; ``sigterm`` (every rank writes ``SYNC_DIR/ready-rank<r>`` holding its pid at
+MODE: ``complete``; ``stall`` (the callback detects stalls with a 3 s timeout; rank 1 sleeps in
+step 5); ``sigterm`` (every rank writes ``SYNC_DIR/ready-rank<r>`` holding its pid at
 step 6, then waits, bounded, until it knows of a tickwork stop: the test signals one of them);
 ``raise`` (rank 1 raises ValueError at step 5). COORD: ``auto`` (the callback makes the
 Coordinator) or ``user`` (the module makes one in setup() and hands it to the callback). Each rank
@@ -10,6 +11,7 @@ prints, as its last line, JSON saying what the callback did."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -26,6 +28,8 @@ import tickwork.distributed  # noqa: E402
 from tickwork.integrations.lightning import TickworkCallback  # noqa: E402
 
 mode, run_dir, sync_dir, coord_mode = sys.argv[1:5]
+logging.getLogger("tickwork").setLevel(logging.INFO)  # what tickwork did goes into the output
+logging.getLogger("tickwork").addHandler(logging.StreamHandler())
 WAIT = 60.0  # seconds a rank waits for the test's signal to reach it; reached only on failure
 
 
@@ -45,6 +49,8 @@ class Module(pl.LightningModule):
         rank = self.global_rank
         if mode == "raise" and rank == 1 and self.global_step == 5:
             raise ValueError("loss is nan")
+        if mode == "stall" and rank == 1 and self.global_step == 5:
+            time.sleep(WAIT)  # stuck (GIL released) while rank 0 waits in the all-reduce
         if mode == "sigterm" and self.global_step == 6:
             source = self.user_coord or self.callback.coordinator
             assert source is not None, "no coordinator under DDP"
@@ -70,7 +76,13 @@ def main() -> None:
         ),
         batch_size=4,
     )
-    callback = TickworkCallback(signals=(signal.SIGTERM, signal.SIGUSR1), save_deadline=40.0)
+    stalls = mode == "stall"
+    callback = TickworkCallback(
+        signals=(signal.SIGTERM, signal.SIGUSR1),
+        save_deadline=40.0,
+        stall_timeout=3.0 if stalls else None,
+        stall_dir=os.path.join(sync_dir, "stalls") if stalls else None,
+    )
     module = Module(callback)
     trainer = pl.Trainer(
         max_epochs=1,

@@ -138,7 +138,8 @@ TRAINERS = [
 
 @pytest.fixture(autouse=True)
 def _trainer_installed(request: pytest.FixtureRequest) -> None:
-    name = request.node.callspec.params.get("trainer")
+    callspec = getattr(request.node, "callspec", None)
+    name = callspec.params.get("trainer") if callspec is not None else "lightning"
     pytest.importorskip("lightning.pytorch" if name == "lightning" else "transformers")
 
 
@@ -251,3 +252,19 @@ def test_the_marker_names_the_rank_that_raised(
     assert "on rank 1" in follow_out, follow_out
     assert "ValueError: loss is nan" in follow_out
     assert evaluated_steps(log) == _checkpoints(trainer, run)
+
+
+@pytest.mark.lightning
+def test_a_stuck_rank_is_named_and_the_job_ends(tmp_path: Path) -> None:
+    """``TickworkCallback(stall_timeout=3, stall_dir=...)`` under Lightning DDP: rank 1 sleeps
+    inside step 5 (GIL released) while rank 0 waits in the gradient all-reduce. Both ranks
+    write their report naming rank 1, and the job ends with the stall status (87) instead of
+    waiting for the collective's 30-minute timeout."""
+    sync = tmp_path / "sync"
+    code, out, records = run_job("lightning", "stall", tmp_path / "run", sync, "auto", None)
+    assert code == 87, out
+    assert records == [], out  # no rank got to its end: both were ended
+    for rank in (0, 1):
+        report = (sync / "stalls" / f"stall-rank{rank}.txt").read_text()
+        assert "suspect: rank 1" in report, report
+        assert "_lightning_ddp_worker.py:training_step" in report, report

@@ -226,11 +226,13 @@ class TestRanks:
         store = MemoryStore()
         rank_of: dict[int, int] = {}
 
-        def make(namespace: str) -> Coordinator:
+        def make(namespace: str, **options: Any) -> Coordinator:
             # Both ranks are threads of one process, which counts trainings once for both: the
             # namespace is the store's, new for each test.
             rank = rank_of[threading.get_ident()]
-            return Coordinator(store.clone(), rank=rank, world_size=2, startup_timeout=REAL_WAIT)
+            return Coordinator(
+                store.clone(), rank=rank, world_size=2, startup_timeout=REAL_WAIT, **options
+            )
 
         monkeypatch.setattr(_trainer_link, "make_coordinator", make)
         return rank_of

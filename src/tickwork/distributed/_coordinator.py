@@ -29,7 +29,7 @@ from ._preemption import PreemptionInfo, PreemptionStop
 from ._rendezvous import Keys
 from ._replica import Replica
 
-__all__ = ["Coordinator", "first_failure"]
+__all__ = ["Coordinator", "check_stall_settings", "first_failure"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,11 @@ def _stall_settings(
             f"per heartbeat); got {timeout!r}"
         )
     return seconds, path
+
+
+def check_stall_settings(timeout: object, directory: object) -> None:
+    """Raise as the Coordinator would for these stall settings (with the default interval)."""
+    _stall_settings(timeout, directory, 1.0)
 
 
 @final
@@ -239,6 +244,8 @@ class Coordinator(_LocalCoordinator):
         flag = self._stop_event
         if flag.is_set():
             return replica.stop_at(step)
+        if replica.position is None:
+            replica.first_position = step
         replica.position = step
         if flag.is_set():  # set by another thread meanwhile
             return replica.stop_at(step)

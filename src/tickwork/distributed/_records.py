@@ -134,10 +134,13 @@ class PeerInfo:
 @final
 @dataclass(frozen=True, kw_only=True)
 class Beat:
-    """One heartbeat: a counter that moves, and the step the rank last passed (None: none yet)."""
+    """One heartbeat: a counter that moves, the step the rank last passed (None: none yet) and
+    the first step it passed (so that a peer knows a step was completed even when every step
+    so far fell between two of its reads)."""
 
     count: int
     step: int | None
+    first: int | None = None
 
 
 @final
@@ -163,6 +166,8 @@ def encode(record: Entry | PeerInfo | Beat | Commit | StallAnswer) -> str:
         }
     elif isinstance(record, Beat):
         data = {"n": record.count, "step": record.step}
+        if record.first is not None:
+            data["first"] = record.first
     elif isinstance(record, Commit):
         data = {"step": record.step, "nonce": record.nonce}
     else:
@@ -328,7 +333,9 @@ def parse_beat(raw: str | None, key: str, store: str) -> Beat:
     """A heartbeat at ``key``, checked."""
     r = _Reader(raw, key, store, "a heartbeat")
     return Beat(
-        count=r.integer("n", 0, MAX_STEP), step=r.integer("step", -1, MAX_STEP, optional=True)
+        count=r.integer("n", 0, MAX_STEP),
+        step=r.integer("step", -1, MAX_STEP, optional=True),
+        first=r.integer("first", -1, MAX_STEP, optional=True),
     )
 
 

@@ -95,6 +95,7 @@ class Replica:
         self.dead: set[int] = set()
         self.fatal: BaseException | None = None
         self.position: int | None = None  # the step the main thread last passed in
+        self.first_position: int | None = None  # the first step it passed in
         self.stop_commit: int | None = UNSET
         self.stop_agreed = SignalSafeEvent()
         self.error_index: dict[int, int] = {}  # id(error) -> log index

@@ -142,7 +142,8 @@ class Sender:
             r.died_here(silent)
             return
         self._count += 1
-        self._kv.set(self._beat_key, encode(Beat(count=self._count, step=r.position)))
+        beat = Beat(count=self._count, step=r.position, first=r.first_position)
+        self._kv.set(self._beat_key, encode(beat))
         self.last_beat = r.clock.now()
         with self._lock:
             watched = self._liveness.watched
@@ -158,7 +159,9 @@ class Sender:
         if r.stalls is not None and not dead:
             steps = {p: None if b is None else b.step for p, b in beats.items()}
             steps[r.rank] = r.position
-            r.stalls.observe(now, steps, live)
+            firsts = {p: None if b is None else b.first for p, b in beats.items()}
+            firsts[r.rank] = r.first_position
+            r.stalls.observe(now, steps, live, firsts)
 
     def _parse(self, rank: int, raw: str | None) -> Beat | None:
         """The peer's beat, or None (no beat) for a value that is not a heartbeat."""

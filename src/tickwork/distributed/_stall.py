@@ -83,9 +83,15 @@ class Stalls:
         self._posted = False
         self._handled = False
 
-    def observe(self, now: float, steps: dict[int, int | None], live: list[int]) -> None:
+    def observe(
+        self,
+        now: float,
+        steps: dict[int, int | None],
+        live: list[int],
+        firsts: dict[int, int | None] | None = None,
+    ) -> None:
         """The steps read at ``now`` (heartbeat thread); posts a ``stall`` entry on a verdict."""
-        self.watch.observe(now, steps)
+        self.watch.observe(now, steps, firsts)
         if self._posted:
             return
         stall = self.watch.verdict(now, live)

@@ -66,9 +66,26 @@ class StallWatch:
     def __post_init__(self) -> None:
         self._progress = {r: _Progress() for r in self.ranks}
 
-    def observe(self, now: float, steps: Mapping[int, int | None]) -> None:
-        """Record each rank's step as read at ``now`` (None: no step yet, or not readable)."""
+    def observe(
+        self,
+        now: float,
+        steps: Mapping[int, int | None],
+        firsts: Mapping[int, int | None] | None = None,
+    ) -> None:
+        """Record each rank's step as read at ``now`` (None: no step yet, or not readable).
+
+        ``firsts``: each rank's first step; a rank past its first step has completed one, even
+        when its steps moved faster than these reads (the first such reading starts the
+        clock)."""
         for rank, step in steps.items():
+            first = None if firsts is None else firsts.get(rank)
+            if (
+                self.first_completed is None
+                and step is not None
+                and first is not None
+                and step != first
+            ):
+                self.first_completed = now
             p = self._progress.get(rank)
             if p is None or step is None or step == p.step:
                 continue
@@ -126,6 +143,12 @@ def suspect(
     if len(behind) == 1 and len(steps) > 1:
         return behind[0], f"the lowest step ({_step(steps[behind[0]])})"
     signatures = {r: tuple(stacks.get(r, ())) for r in behind}
+    free = [r for r in behind if not waits_for_peers(signatures[r])]
+    if len(free) == 1 and len(behind) > 1:
+        return free[0], (
+            "the lowest step is shared; the others wait for their peers (a collective), its "
+            "main thread does not"
+        )
     counts = Counter(signatures.values())
     odd = [r for r, sig in signatures.items() if counts[sig] == 1]
     if len(odd) == 1 and len(behind) > 2:
@@ -133,6 +156,20 @@ def suspect(
     if len(behind) == 2 and len(counts) == 2:
         return None, "two ranks at the lowest step, their main threads in two places"
     return None, "the ranks at the lowest step are in the same place"
+
+
+# Innermost frames (``file.py:function``) of a main thread that waits for its peers: torch's
+# collectives, and autograd's backward, inside which DDP runs its gradient all-reduce.
+_WAITING_FRAMES = (
+    "distributed_c10d.py:",
+    "graph.py:_engine_run_backward",
+    "multihost_utils.py:",
+)
+
+
+def waits_for_peers(signature: Sequence[str]) -> bool:
+    """Whether a main-thread signature (innermost first) shows a wait for the other ranks."""
+    return any(frame.startswith(_WAITING_FRAMES) for frame in signature[:3])
 
 
 def _step(step: int | None) -> str:

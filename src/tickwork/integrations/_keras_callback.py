@@ -71,7 +71,9 @@ class TickworkCallback(LinkedCallback, keras.callbacks.Callback):  # type: ignor
             one), JAX's process 0, else True.
         **options: the other arguments, those of the Lightning and Hugging Face callbacks
             (``done_marker``, ``storage_options``, ``stop``, ``signals``, ``final_checkpoint``,
-            ``save_deadline``, ``background``, ``clear_stale_marker``).
+            ``save_deadline``, ``background``, ``clear_stale_marker``; ``stall_timeout`` and
+            ``stall_dir`` are accepted but have no effect: Keras training here runs no
+            distributed Coordinator, and a warning says so).
     """
 
     def __init__(

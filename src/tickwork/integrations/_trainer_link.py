@@ -34,7 +34,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 from .._clock import MONOTONIC, Clock, stop_check
 from .._deadline import run_until
@@ -81,12 +81,12 @@ class FinalSave:
     )
 
 
-def make_coordinator(namespace: str) -> Any:
+def make_coordinator(namespace: str, **options: Any) -> Any:
     """The Coordinator a link makes under distributed training: on the default process group's
     store (tests put ranks on a MemoryStore by replacing this function)."""
     from ..distributed import Coordinator
 
-    return Coordinator(namespace=namespace)
+    return Coordinator(namespace=namespace, **options)
 
 
 def _failing(source: object) -> bool:
@@ -125,6 +125,8 @@ class LinkOptions(TypedDict, total=False):
     save_deadline: float | None
     background: Iterable[object]
     clear_stale_marker: bool
+    stall_timeout: float | Literal["auto"] | None
+    stall_dir: str | os.PathLike[str] | None
 
 
 class LinkSettings(LinkOptions, total=False):
@@ -188,6 +190,8 @@ class TrainerLink:
         save_deadline: float | None = None,
         background: Iterable[object] = (),
         clear_stale_marker: bool = True,
+        stall_timeout: float | Literal["auto"] | None = None,
+        stall_dir: str | os.PathLike[str] | None = None,
         allow_tuner: bool = True,
         clock: Clock | None = None,
     ) -> None:
@@ -221,6 +225,19 @@ class TrainerLink:
         self.save_deadline = check_optional_nonnegative("save_deadline", save_deadline)
         self.background = _check_background(background, allow_tuner=allow_tuner)
         self.clear_stale_marker = clear_stale_marker
+        if (stall_timeout is not None or stall_dir is not None) and getattr(
+            stop, "should_stop_at", None
+        ) is not None:
+            raise ValueError(
+                "'stall_timeout' and 'stall_dir' are for the Coordinator the callback makes; with "
+                f"a distributed Coordinator as 'stop', give them to it; got stop={stop!r}, "
+                f"stall_timeout={stall_timeout!r}, stall_dir={stall_dir!r}"
+            )
+        self.stall = {"stall_timeout": stall_timeout, "stall_dir": stall_dir}
+        if stall_timeout is not None or stall_dir is not None:
+            from ..distributed._coordinator import check_stall_settings
+
+            check_stall_settings(stall_timeout, stall_dir)
         self._clock = clock or MONOTONIC
         self._signalled = SignalSafeEvent()  # the signals' target without a user stop target
         self._signalled_at: float | None = None  # kept once the handlers are gone
@@ -286,6 +303,12 @@ class TrainerLink:
             clear_done_marker(marker_dir, self.done_marker, storage_options=self.storage_options)
         if distributed and self._stop_at is None:
             self._join_ranks()
+        elif not distributed and self.stall["stall_timeout"] is not None:
+            logger.warning(
+                "stall_timeout=%r has no effect: training is not distributed (stall detection "
+                "compares ranks)",
+                self.stall["stall_timeout"],
+            )
         elif self._stop_at is not None:
             rank = getattr(self._given_stop, "rank", None)
             self._rank = rank if isinstance(rank, int) else None
@@ -314,7 +337,7 @@ class TrainerLink:
     def _join_ranks(self) -> None:
         """Make the Coordinator every rank stops through (a rendezvous: every rank calls it)."""
         TrainerLink._trainings += 1
-        coord = make_coordinator(f"trainer-{TrainerLink._trainings}")
+        coord = make_coordinator(f"trainer-{TrainerLink._trainings}", **self.stall)
         logger.info(
             "rank %d of %d: stops go through a tickwork.distributed.Coordinator on %s",
             coord.rank,

@@ -72,6 +72,9 @@ class TickworkCallback(LinkedCallback, pl.Callback):  # type: ignore[misc,unused
         background: TimedThreads, StepsPerExecutionTuners or anything with ``start()`` and
             ``stop()``: started at train start, stopped at train end, their errors raised then.
         clear_stale_marker: remove a marker left by an earlier run when training starts.
+        stall_timeout, stall_dir: under distributed training, stall detection by the
+            Coordinator the callback makes (see ``tickwork.distributed.Coordinator``; the
+            callback marks progress every step); None (the default) turns it off.
     """
 
     def __init__(self, **settings: Unpack[LinkSettings]) -> None:
