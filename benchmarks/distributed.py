@@ -169,9 +169,11 @@ def _idle(
     stopped = coord.wait_for_stop(seconds)
     seen = time.time()
     rate = (coord.store_requests - before) / seconds
-    (out / f"rank{rank}.json").write_text(
+    # Written beside its name and renamed: the parent reads it as soon as the name exists.
+    (out / f"rank{rank}.tmp").write_text(
         json.dumps({"seen": seen if stopped else None, "rate": rate})
     )
+    os.replace(out / f"rank{rank}.tmp", out / f"rank{rank}.json")
     if stopped:
         os._exit(0)
     dist.barrier()
