@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -105,7 +106,7 @@ class TimedThread(RunsInWith):
         self._log_throttle = LogThrottle(logger, "on_interval()")
         self._ticker = Ticker(
             self._interval,
-            self._call_on_interval,
+            self.on_interval,  # looked up again at each start (_tick_target)
             clock=self._clock,
             overrun=self._overrun,
             on_error=self._handle_error,
@@ -136,8 +137,10 @@ class TimedThread(RunsInWith):
     def _default_name(self) -> str:
         return f"TimedThread({callable_name(type(self))})"
 
-    def _call_on_interval(self) -> None:
-        self.on_interval()
+    def _tick_target(self) -> Callable[[], object]:
+        """What each tick calls, looked up once per start: ``on_interval`` itself, not a wrapper
+        around it (one Python call less per tick)."""
+        return self.on_interval
 
     def _handle_error(self, exc: BaseException) -> bool:
         thread_name = threading.current_thread().name
@@ -210,6 +213,7 @@ class TimedThread(RunsInWith):
 
         def before() -> None:
             self._ticker.interval = self._interval
+            self._ticker.call = self._tick_target()
             if prepare is not None:
                 prepare()
 
@@ -307,6 +311,13 @@ class _CallableTimedThread(TimedThread):
 
     def _default_name(self) -> str:
         return f"every({callable_name(self._fn)})"
+
+    def _tick_target(self) -> Callable[[], object]:
+        if type(self).on_interval is not _CallableTimedThread.on_interval:
+            return super()._tick_target()  # a subclass's own on_interval
+        if self._fn_args or self._fn_kwargs:
+            return functools.partial(self._fn, *self._fn_args, **self._fn_kwargs)
+        return self._fn
 
     def on_interval(self) -> None:
         self._fn(*self._fn_args, **self._fn_kwargs)
