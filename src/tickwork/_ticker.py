@@ -10,35 +10,18 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ._clock import Clock, Waitable, repeated_waits
 from ._schedule import Overrun, Slot, claim, first_slot, next_slot
 
-__all__ = ["TickStats", "Ticker"]
+if TYPE_CHECKING:
+    from ._tick_stats import TickStats
+
+__all__ = ["Ticker"]
 
 # Lateness percentiles are taken over this many most recent calls.
 LATENESS_WINDOW = 4096
-
-
-@dataclass(frozen=True)
-class TickStats:
-    """What a periodic thread has done so far (a snapshot; it does not change).
-
-    ``lateness_*`` are how long after its slot's due time each call started, in seconds:
-    the mean and max over all calls, the percentiles over the most recent 4096. ``missed`` counts
-    slots that passed without a call (see ``Overrun``). ``busy_seconds`` is the total time spent
-    inside the callback. For back-to-back loops (no interval) lateness is not defined and is 0.
-    """
-
-    calls: int = 0
-    errors: int = 0
-    missed: int = 0
-    lateness_mean: float = 0.0
-    lateness_p50: float = 0.0
-    lateness_p99: float = 0.0
-    lateness_max: float = 0.0
-    busy_seconds: float = 0.0
 
 
 def _percentile(ordered: list[float], fraction: float) -> float:
@@ -113,6 +96,9 @@ class _StatsRecorder:
             self._errors += 1
 
     def snapshot(self) -> TickStats:
+        # Through the package, which imports it on first use and gives it its public home.
+        from . import TickStats
+
         with self._lock:
             # Copies (each atomic): the ticking thread may append while this runs.
             lateness = list(self._pending_lateness)

@@ -15,7 +15,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _fork
 from ._clock import Clock, StopSignal, Waitable, any_stop, as_waitable, check_clock
@@ -24,8 +24,11 @@ from ._lifecycle import RunsInWith, ThreadLifecycle
 from ._naming import callable_name
 from ._schedule import Overrun
 from ._sync import SignalSafeEvent
-from ._ticker import Ticker, TickStats
+from ._ticker import Ticker
 from ._validate import check_choice, check_nonnegative
+
+if TYPE_CHECKING:
+    from ._tick_stats import TickStats
 
 __all__ = ["OnError", "TimedThread", "every"]
 
