@@ -267,6 +267,11 @@ def main() -> None:
         default=INTERVAL,
         help="interval of the cpu_per_tick scenario, seconds (default 0.010)",
     )
+    parser.add_argument(
+        "--contenders",
+        default=",".join(CONTENDERS),
+        help=f"comma-separated, of {', '.join(CONTENDERS)} (default: all)",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -276,10 +281,14 @@ def main() -> None:
     unknown = sorted(set(scenarios) - set(SCENARIOS))
     if unknown:
         parser.error(f"--only takes scenarios of {', '.join(SCENARIOS)}; got {unknown}")
+    contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    unknown = sorted(set(contenders) - set(CONTENDERS))
+    if unknown:
+        parser.error(f"--contenders takes some of {', '.join(CONTENDERS)}; got {unknown}")
     print(f"machine: {machine()}")
-    rows: dict[str, dict[str, list[float]]] = {c: {} for c in CONTENDERS}
+    rows: dict[str, dict[str, list[float]]] = {c: {} for c in contenders}
     for _ in range(args.repeats):
-        for contender in CONTENDERS:
+        for contender in contenders:
             for what in scenarios:
                 result = run_child(contender, what, args.seconds, args.cpu_interval)
                 for key, value in result.items():
@@ -291,11 +300,11 @@ def main() -> None:
         f"interval, 2 ms body; cpu_per_tick: {args.cpu_interval * 1e3:g} ms interval, empty body)"
     )
     print(f"load average after the run {os.getloadavg()[0]:.2f}")
-    print("| measure | " + " | ".join(CONTENDERS) + " |")
-    print("| --- |" + " --- |" * len(CONTENDERS))
+    print("| measure | " + " | ".join(contenders) + " |")
+    print("| --- |" + " --- |" * len(contenders))
     for label in labels:
         cells = []
-        for contender in CONTENDERS:
+        for contender in contenders:
             values = rows[contender].get(label)
             cells.append(
                 f"{statistics.median(values):.3f} [{min(values):.3f}-{max(values):.3f}]"

@@ -107,6 +107,24 @@ class TestRepeatedWaits:
         finally:
             combined.close()
 
+    def test_a_combination_whose_part_was_cleared_waits_again(self) -> None:
+        """A combination's own event stays set once a part was set; after the part is cleared
+        the gate still waits to its deadline (it looks at the parts), and the part's next set()
+        ends the wait at once. (The distributed sender re-runs its ticker so, after each wake.)"""
+        wake, end = SignalSafeEvent(), SignalSafeEvent()
+        combined = any_stop(wake, end)
+        assert combined is not None
+        wake.set()
+        wake.clear()
+        _, wait_until = repeated_waits(MONOTONIC, combined)
+        deadline = time.monotonic() + 0.02
+        assert wait_until(deadline) is False
+        assert time.monotonic() >= deadline
+        threading.Timer(0.02, wake.set).start()
+        started = time.monotonic()
+        assert wait_until(started + 60.0) is True
+        assert time.monotonic() - started < 10.0
+
     def test_a_foreign_stop_or_a_fake_clock_waits_on_the_clock(self, clock: FakeClock) -> None:
         """A plain threading.Event, a polled combination, or any clock but the real one: the
         clock's own wait_until, which sees the stop."""

@@ -369,5 +369,5 @@ def repeated_waits(
         elif isinstance(stop, _AnyStop):
             event = stop.own_event()
         if event is not None:
-            return time.monotonic, StopGate(event).wait_until
+            return time.monotonic, StopGate(event, stop).wait_until
     return clock.now, functools.partial(clock.wait_until, stop)

@@ -16,8 +16,12 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ._clock import os_timeout
+
+if TYPE_CHECKING:
+    from ._clock import Waitable
 
 __all__ = ["SignalSafeEvent", "StopGate"]
 
@@ -90,10 +94,13 @@ class StopGate:
     calls. Only one thread may wait on a gate at a time.
     """
 
-    __slots__ = ("__weakref__", "_acquire", "_event", "_lock")
+    __slots__ = ("__weakref__", "_acquire", "_lock", "_stop")
 
-    def __init__(self, event: SignalSafeEvent) -> None:
-        self._event = event
+    def __init__(self, event: SignalSafeEvent, stop: Waitable | None = None) -> None:
+        # `stop` (default: `event`) is what the gate stands for; `event` is set whenever it is.
+        # They differ for a combination of stops, whose own event stays set once any part was
+        # set: an open gate is then confirmed against the parts, as they are now.
+        self._stop: Waitable = event if stop is None else stop
         self._lock = threading.Lock()
         self._lock.acquire()
         self._acquire = self._lock.acquire
@@ -106,10 +113,10 @@ class StopGate:
             pass
 
     def wait_until(self, deadline: float) -> bool:
-        """Wait until the event is set (True, at once if it is) or ``time.monotonic()`` reaches
+        """Wait until the stop is set (True, at once if it is) or ``time.monotonic()`` reaches
         ``deadline`` (False; never earlier)."""
         acquire = self._acquire
-        event = self._event
+        stop = self._stop
         remaining = deadline - time.monotonic()
         while True:
             if remaining > 0:
@@ -119,10 +126,10 @@ class StopGate:
             else:
                 opened = acquire(False)
             if opened:
-                # The event was set. If it still is, leave the gate open behind this waiter;
-                # if it was cleared meanwhile, the gate is closed again (the waiter holds the
-                # lock), and the wait goes on.
-                if event.is_set():
+                # The event was set. If the stop still is, leave the gate open behind this
+                # waiter; if it was cleared meanwhile, the gate is closed again (the waiter holds
+                # the lock) until the next set(), and the wait goes on.
+                if stop.is_set():
                     self._open()
                     return True
             elif remaining <= 0:
