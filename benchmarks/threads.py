@@ -3,6 +3,10 @@
 Run from the repository root in the bench venv (make bench-venv):
 
     .bench-venv/bin/python -m benchmarks.threads [--repeats 3] [--seconds 3]
+    .bench-venv/bin/python -m benchmarks.threads --only cpu_per_tick --cpu-interval 0.002 \
+        --seconds 4
+
+(the second: only the CPU a tick costs, at a 2 ms interval, as issue 18 measured it).
 
 Every measurement runs in a fresh interpreter (one contender, one scenario), so that one's
 threads or imports never disturb another's. Measured, for a 10 ms interval and a 2 ms body (a
@@ -17,7 +21,11 @@ busy loop in Python, which holds the GIL as real work would):
   each with the main thread idle and with it CPU-bound in Python;
 * stop to joined: from the stop request to the thread having ended, 60 s interval, thread idle;
 * join after the last thread ends on its own (Coordinator only): from the end to join() returning;
-* CPU per tick: process CPU time / calls, with an empty body, main thread idle.
+* CPU per tick: process CPU time / calls, with an empty body, main thread idle, at
+  ``--cpu-interval`` (10 ms unless given); from just before start() to after the thread was
+  stopped and joined, so the thread's start and end are in it (the same for every contender).
+
+The table gives the median of the runs and, in brackets, the lowest and highest.
 """
 
 from __future__ import annotations
@@ -36,7 +44,14 @@ from typing import Any
 
 INTERVAL = 0.010
 BODY = 0.002
-CONTENDERS = ("keras_timed_thread", "tf_looper_thread", "tickwork_timed_thread", "tickwork_looper")
+CONTENDERS = (
+    "keras_timed_thread",
+    "tf_looper_thread",
+    "tickwork_timed_thread",
+    "tickwork_timed_subclass",
+    "tickwork_looper",
+)
+SCENARIOS = ("idle", "cpu", "stop", "cpu_per_tick")
 
 
 def busy(seconds: float) -> None:
@@ -77,6 +92,15 @@ def make(contender: str, interval: float, callback: Callable[[], None]) -> Any:
 
         timed = tickwork.every(interval, callback)
         return timed.start, lambda: timed.stop(wait=True)
+    if contender == "tickwork_timed_subclass":  # the same shape as the keras contender
+        import tickwork
+
+        class T(tickwork.TimedThread):
+            def on_interval(self) -> None:
+                callback()
+
+        subclassed = T(interval)
+        return subclassed.start, lambda: subclassed.stop(wait=True)
     if contender == "tickwork_looper":
         import tickwork
 
@@ -165,13 +189,13 @@ def measure_join_after_end(contender: str) -> dict[str, float]:
     return {"join_after_end_ms": (time.perf_counter() - ended[0]) * 1e3}
 
 
-def measure_cpu(contender: str, seconds: float) -> dict[str, float]:
+def measure_cpu(contender: str, seconds: float, interval: float) -> dict[str, float]:
     calls = [0]
 
     def callback() -> None:
         calls[0] += 1
 
-    start, stop = make(contender, INTERVAL, callback)
+    start, stop = make(contender, interval, callback)
     cpu0 = time.process_time()
     start()
     time.sleep(seconds)
@@ -179,7 +203,7 @@ def measure_cpu(contender: str, seconds: float) -> dict[str, float]:
     return {"cpu_per_tick_us": (time.process_time() - cpu0) / calls[0] * 1e6}
 
 
-def child(contender: str, what: str, seconds: float) -> None:
+def child(contender: str, what: str, seconds: float, cpu_interval: float) -> None:
     if what == "idle":
         out = measure_ticks(contender, seconds, "idle")
     elif what == "cpu":
@@ -187,14 +211,15 @@ def child(contender: str, what: str, seconds: float) -> None:
     elif what == "stop":
         out = measure_stop(contender) | measure_join_after_end(contender)
     else:
-        out = measure_cpu(contender, seconds)
+        out = measure_cpu(contender, seconds, cpu_interval)
     print(json.dumps(out))
 
 
-def run_child(contender: str, what: str, seconds: float) -> dict[str, float]:
+def run_child(contender: str, what: str, seconds: float, cpu_interval: float) -> dict[str, float]:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    argv = ["--child", contender, what, str(seconds), "--cpu-interval", str(cpu_interval)]
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.threads", "--child", contender, what, str(seconds)],
+        [sys.executable, "-m", "benchmarks.threads", *argv],
         capture_output=True,
         text=True,
         env=env,
@@ -231,29 +256,61 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated scenarios, of {', '.join(SCENARIOS)} (default: all)",
+    )
+    parser.add_argument(
+        "--cpu-interval",
+        type=float,
+        default=INTERVAL,
+        help="interval of the cpu_per_tick scenario, seconds (default 0.010)",
+    )
+    parser.add_argument(
+        "--contenders",
+        default=",".join(CONTENDERS),
+        help=f"comma-separated, of {', '.join(CONTENDERS)} (default: all)",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], args.child[1], float(args.child[2]))
+        child(args.child[0], args.child[1], float(args.child[2]), args.cpu_interval)
         return
+    scenarios = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(scenarios) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"--only takes scenarios of {', '.join(SCENARIOS)}; got {unknown}")
+    contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    unknown = sorted(set(contenders) - set(CONTENDERS))
+    if unknown:
+        parser.error(f"--contenders takes some of {', '.join(CONTENDERS)}; got {unknown}")
     print(f"machine: {machine()}")
-    rows: dict[str, dict[str, list[float]]] = {c: {} for c in CONTENDERS}
+    rows: dict[str, dict[str, list[float]]] = {c: {} for c in contenders}
     for _ in range(args.repeats):
-        for contender in CONTENDERS:
-            for what in ("idle", "cpu", "stop", "cpu_per_tick"):
-                result = run_child(contender, what, args.seconds)
+        for contender in contenders:
+            for what in scenarios:
+                result = run_child(contender, what, args.seconds, args.cpu_interval)
                 for key, value in result.items():
                     label = f"{what}:{key}" if what in ("idle", "cpu") else key
                     rows[contender].setdefault(label, []).append(value)
     labels = sorted({label for r in rows.values() for label in r})
-    print(f"\nmedian of {args.repeats} runs ({args.seconds:g} s each, 10 ms interval, 2 ms body)")
-    print("| measure | " + " | ".join(CONTENDERS) + " |")
-    print("| --- |" + " --- |" * len(CONTENDERS))
+    print(
+        f"\nmedian [lowest-highest] of {args.repeats} runs ({args.seconds:g} s each; ticks: 10 ms "
+        f"interval, 2 ms body; cpu_per_tick: {args.cpu_interval * 1e3:g} ms interval, empty body)"
+    )
+    print(f"load average after the run {os.getloadavg()[0]:.2f}")
+    print("| measure | " + " | ".join(contenders) + " |")
+    print("| --- |" + " --- |" * len(contenders))
     for label in labels:
         cells = []
-        for contender in CONTENDERS:
+        for contender in contenders:
             values = rows[contender].get(label)
-            cells.append(f"{statistics.median(values):.3f}" if values else "-")
+            cells.append(
+                f"{statistics.median(values):.3f} [{min(values):.3f}-{max(values):.3f}]"
+                if values
+                else "-"
+            )
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 

@@ -341,6 +341,8 @@ def virtual_time(monkeypatch: pytest.MonkeyPatch) -> JumpClock:
     """Every tickwork module's default clock becomes one JumpClock."""
     clock = JumpClock()
     real = _MONOTONIC
+    for export in tickwork.__all__:  # import what `import tickwork` leaves for its first use
+        getattr(tickwork, export)
     for name, module in list(sys.modules.items()):
         if name.split(".")[0] == "tickwork" and getattr(module, "MONOTONIC", None) is real:
             monkeypatch.setattr(module, "MONOTONIC", clock)

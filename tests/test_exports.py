@@ -198,3 +198,109 @@ def test_the_core_imports_no_framework_and_no_extra() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+# What `import tickwork` alone must not import (issue 18, item 4): the checkpoint machinery, the
+# tuner, the training-end marker, the TickStats record, and the standard library modules only
+# they need. Checked by what is in sys.modules, not by timing.
+_NOT_ON_IMPORT = (
+    "tickwork._checkpoints",
+    "tickwork._tuning",
+    "tickwork._done_marker",
+    "tickwork._tick_stats",
+    "dataclasses",
+    "inspect",
+    "json",
+    "uuid",
+    "socket",
+    "datetime",
+    "tensorflow",
+    "torch",
+    "jax",
+    "keras",
+    "numpy",
+    "watchfiles",
+    "fsspec",
+)
+
+
+def _run(code: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+class TestLazyImport:
+    def test_import_tickwork_leaves_the_checkpoint_machinery_and_the_tuner_unimported(
+        self,
+    ) -> None:
+        """`import tickwork` imports the thread core only; the rest waits for its first use."""
+        code = (
+            "import sys, tickwork\n"
+            f"watched = {_NOT_ON_IMPORT!r}\n"
+            "print(sorted(w for w in watched for m in sys.modules "
+            "if m == w or m.startswith(w + '.')))\n"
+        )
+        assert _run(code) == "[]"
+
+    def test_a_thread_can_be_run_and_measured_without_them(self) -> None:
+        """Starting, stopping and even reading statistics() of a TimedThread imports no
+        checkpoint or tuning module; the TickStats it returns names tickwork as its home."""
+        code = (
+            "import sys, tickwork, pickle\n"
+            "t = tickwork.every(0.001, lambda: None)\n"
+            "with t:\n"
+            "    pass\n"
+            "stats = t.statistics()\n"
+            "print(type(stats).__module__, type(stats).__qualname__)\n"
+            "print(b'tickwork._' in pickle.dumps(stats))\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('tickwork._checkpoints', "
+            "'tickwork._tuning', 'tickwork._done_marker'))))\n"
+        )
+        assert _run(code).splitlines() == ["tickwork TickStats", "False", "[]"]
+
+    def test_every_public_name_resolves_in_a_fresh_interpreter(self) -> None:
+        """Each name of tickwork.__all__ resolves (a first use imports its group), names
+        tickwork as its home, and `from tickwork import *` brings them all."""
+        code = (
+            "import tickwork, types\n"
+            "bad = []\n"
+            "for name in tickwork.__all__:\n"
+            "    obj = getattr(tickwork, name)\n"
+            "    if isinstance(obj, (type, types.FunctionType)) and obj.__module__ != 'tickwork':\n"
+            "        bad.append((name, obj.__module__))\n"
+            "namespace = {}\n"
+            "exec('from tickwork import *', namespace)\n"
+            "missing = sorted(set(tickwork.__all__) - set(namespace))\n"
+            "print(bad, missing)\n"
+        )
+        assert _run(code) == "[] []"
+
+    def test_a_first_use_imports_only_its_group(self) -> None:
+        """tickwork.StepsPerExecutionTuner imports the tuner, not the checkpoint machinery."""
+        code = (
+            "import sys, tickwork\n"
+            "tickwork.StepsPerExecutionTuner\n"
+            "print('tickwork._tuning._tuner' in sys.modules, "
+            "any(m.startswith('tickwork._checkpoints') for m in sys.modules))\n"
+        )
+        assert _run(code) == "True False"
+
+    def test_a_private_route_still_gives_the_public_home(self) -> None:
+        """A public submodule that imports a lazily exported class through its private module
+        (tickwork.integrations imports the steps-per-execution holder) leaves it naming
+        tickwork, as when `import tickwork` imported everything."""
+        code = (
+            "import tickwork.integrations\n"
+            "from tickwork._tuning._spe import StepsPerExecution\n"
+            "print(StepsPerExecution.__module__, repr(StepsPerExecution))\n"
+        )
+        assert _run(code) == "tickwork <class 'tickwork.StepsPerExecution'>"
+
+    def test_an_unknown_name_is_an_attribute_error(self) -> None:
+        """A name tickwork does not export raises AttributeError naming it (so hasattr and
+        `from tickwork import submodule` behave)."""
+        with pytest.raises(AttributeError, match="'no_such_name'"):
+            tickwork.no_such_name  # type: ignore[attr-defined]  # noqa: B018

@@ -12,44 +12,81 @@ ending when training is done; training tells it so, and how it ended, with
 :func:`mark_training_done`.
 """
 
-from ._checkpoints._api import CheckpointIterator as CheckpointIterator
-from ._checkpoints._api import checkpoints_iterator as checkpoints_iterator
-from ._checkpoints._api import latest_checkpoint as latest_checkpoint
-from ._checkpoints._api import wait_for_new_checkpoint as wait_for_new_checkpoint
-from ._checkpoints._checkpoint import Checkpoint as Checkpoint
-from ._checkpoints._checkpoint import FollowerStats as FollowerStats
-from ._checkpoints._evaluation import Evaluation as Evaluation
-from ._checkpoints._evaluation import Outcome as Outcome
-from ._checkpoints._evaluation import SidecarStats as SidecarStats
-from ._checkpoints._follower import CheckpointFollower as CheckpointFollower
-from ._checkpoints._layouts import CheckpointPattern as CheckpointPattern
-from ._checkpoints._layouts import Layout as Layout
-from ._checkpoints._options import FollowOptions as FollowOptions
-from ._checkpoints._options import Watch as Watch
-from ._checkpoints._sidecar import SidecarEvaluator as SidecarEvaluator
-from ._checkpoints._sidecar_policy import EndReason as EndReason
+from typing import TYPE_CHECKING
+
 from ._clock import Clock as Clock
 from ._clock import MonotonicClock as MonotonicClock
 from ._clock import Waitable as Waitable
 from ._coordinator import Coordinator as Coordinator
-from ._done_marker import TrainingEnd as TrainingEnd
-from ._done_marker import TrainingStatus as TrainingStatus
-from ._done_marker import clear_done_marker as clear_done_marker
-from ._done_marker import mark_training_done as mark_training_done
-from ._done_marker import read_training_end as read_training_end
 from ._looper import LooperThread as LooperThread
 from ._public import publish as _publish
 from ._schedule import Overrun as Overrun
 from ._signals import SignalStop as SignalStop
 from ._signals import stop_on_signals as stop_on_signals
-from ._ticker import TickStats as TickStats
 from ._timed_thread import OnError as OnError
 from ._timed_thread import TimedThread as TimedThread
 from ._timed_thread import every as every
-from ._tuning._history import TuningHistory as TuningHistory
-from ._tuning._history import TuningRecord as TuningRecord
-from ._tuning._spe import StepsPerExecution as StepsPerExecution
-from ._tuning._tuner import StepsPerExecutionTuner as StepsPerExecutionTuner
+
+# Checkpoint following, the training-end marker, the tuner and the TickStats record (a dataclass:
+# dataclasses imports inspect) are imported on first use of any of these names (all of them at
+# once), not by `import tickwork`: a program that only wants a TimedThread does not pay for them
+# (issue 18). Each name and the private module that defines it:
+_LAZY = {
+    "CheckpointIterator": "._checkpoints._api",
+    "checkpoints_iterator": "._checkpoints._api",
+    "latest_checkpoint": "._checkpoints._api",
+    "wait_for_new_checkpoint": "._checkpoints._api",
+    "Checkpoint": "._checkpoints._checkpoint",
+    "FollowerStats": "._checkpoints._checkpoint",
+    "Evaluation": "._checkpoints._evaluation",
+    "Outcome": "._checkpoints._evaluation",
+    "SidecarStats": "._checkpoints._evaluation",
+    "CheckpointFollower": "._checkpoints._follower",
+    "CheckpointPattern": "._checkpoints._layouts",
+    "Layout": "._checkpoints._layouts",
+    "FollowOptions": "._checkpoints._options",
+    "Watch": "._checkpoints._options",
+    "SidecarEvaluator": "._checkpoints._sidecar",
+    "EndReason": "._checkpoints._sidecar_policy",
+    "TrainingEnd": "._done_marker",
+    "TrainingStatus": "._done_marker",
+    "clear_done_marker": "._done_marker",
+    "mark_training_done": "._done_marker",
+    "read_training_end": "._done_marker",
+    "TickStats": "._tick_stats",
+    "TuningHistory": "._tuning._history",
+    "TuningRecord": "._tuning._history",
+    "StepsPerExecution": "._tuning._spe",
+    "StepsPerExecutionTuner": "._tuning._tuner",
+}
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time, _LAZY
+    from ._checkpoints._api import CheckpointIterator as CheckpointIterator
+    from ._checkpoints._api import checkpoints_iterator as checkpoints_iterator
+    from ._checkpoints._api import latest_checkpoint as latest_checkpoint
+    from ._checkpoints._api import wait_for_new_checkpoint as wait_for_new_checkpoint
+    from ._checkpoints._checkpoint import Checkpoint as Checkpoint
+    from ._checkpoints._checkpoint import FollowerStats as FollowerStats
+    from ._checkpoints._evaluation import Evaluation as Evaluation
+    from ._checkpoints._evaluation import Outcome as Outcome
+    from ._checkpoints._evaluation import SidecarStats as SidecarStats
+    from ._checkpoints._follower import CheckpointFollower as CheckpointFollower
+    from ._checkpoints._layouts import CheckpointPattern as CheckpointPattern
+    from ._checkpoints._layouts import Layout as Layout
+    from ._checkpoints._options import FollowOptions as FollowOptions
+    from ._checkpoints._options import Watch as Watch
+    from ._checkpoints._sidecar import SidecarEvaluator as SidecarEvaluator
+    from ._checkpoints._sidecar_policy import EndReason as EndReason
+    from ._done_marker import TrainingEnd as TrainingEnd
+    from ._done_marker import TrainingStatus as TrainingStatus
+    from ._done_marker import clear_done_marker as clear_done_marker
+    from ._done_marker import mark_training_done as mark_training_done
+    from ._done_marker import read_training_end as read_training_end
+    from ._tick_stats import TickStats as TickStats
+    from ._tuning._history import TuningHistory as TuningHistory
+    from ._tuning._history import TuningRecord as TuningRecord
+    from ._tuning._spe import StepsPerExecution as StepsPerExecution
+    from ._tuning._tuner import StepsPerExecutionTuner as StepsPerExecutionTuner
 
 __version__ = "0.1.0"  # the one place the version is written (pyproject reads it from here)
 
@@ -93,5 +130,6 @@ __all__ = [
     "wait_for_new_checkpoint",
 ]
 
-# Exports name `tickwork` as their module (reprs, pickles); dir(tickwork) lists __all__.
-_publish(globals())
+# Exports name `tickwork` as their module (reprs, pickles); dir(tickwork) lists __all__; the names
+# of _LAZY are resolved by the module __getattr__ this installs.
+_publish(globals(), lazy=_LAZY)

@@ -9,6 +9,7 @@ hand instead of sleeping.
 from __future__ import annotations
 
 import abc
+import functools
 import threading
 import time
 import weakref
@@ -32,6 +33,7 @@ __all__ = [
     "check_clock",
     "os_timeout",
     "relayed_stop",
+    "repeated_waits",
 ]
 
 # Seconds. A combined stop signal blocks on one of its parts; a part that cannot be subscribed to
@@ -288,6 +290,12 @@ class _AnyStop:
             self._closed = threading.Event()
             self._start_relays()
 
+    def own_event(self) -> SignalSafeEvent | None:
+        """The event set whenever this combination is, when no part of it is polled."""
+        if self._others or self._block_on is not self._joined:
+            return None
+        return self._joined
+
     def is_set(self) -> bool:
         return any(part.is_set() for part in self._parts)
 
@@ -343,3 +351,27 @@ def any_stop(*stops: Waitable | None) -> Waitable | None:
     if len(parts) == 1:
         return parts[0]
     return _AnyStop(parts)
+
+
+def repeated_waits(
+    clock: Clock, stop: Waitable
+) -> tuple[Callable[[], float], Callable[[float], bool]]:
+    """``(now, wait_until)`` for the one thread that waits on ``stop`` for deadline after
+    deadline, as a periodic thread does between its calls: ``wait_until(deadline)`` is
+    ``clock.wait_until(stop, deadline)``.
+
+    On the real clock with a stop signal of tickwork's own (the stop of a TimedThread's run, a
+    tickwork Coordinator, any combination of them) the wait is a :class:`~tickwork._sync.StopGate`:
+    one call in C per wait instead of a Condition's Python, which is most of what a tick costs.
+    """
+    from ._sync import SignalSafeEvent, StopGate
+
+    if type(clock) is MonotonicClock:
+        event: SignalSafeEvent | None = None
+        if isinstance(stop, SignalSafeEvent):
+            event = stop
+        elif isinstance(stop, _AnyStop):
+            event = stop.own_event()
+        if event is not None:
+            return time.monotonic, StopGate(event, stop).wait_until
+    return clock.now, functools.partial(clock.wait_until, stop)

@@ -12,7 +12,6 @@ import logging
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 if sys.version_info >= (3, 11):
     from builtins import BaseExceptionGroup
@@ -180,14 +179,22 @@ def group_or_single(message: str, errors: Sequence[BaseException]) -> BaseExcept
     return BaseExceptionGroup(message, list(errors))
 
 
-@dataclass
 class ErrorLog:
-    """A thread-safe record of the exceptions some background work raised."""
+    """A thread-safe record of the exceptions some background work raised.
 
-    keep: int = DEFAULT_KEEP
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _kept: list[BaseException] = field(default_factory=list, repr=False)
-    _count: int = 0
+    (A plain class, not a dataclass: ``import tickwork`` does not import dataclasses.)
+    """
+
+    __slots__ = ("_count", "_kept", "_lock", "keep")
+
+    def __init__(self, keep: int = DEFAULT_KEEP) -> None:
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._kept: list[BaseException] = []
+        self._count = 0
+
+    def __repr__(self) -> str:
+        return f"ErrorLog(keep={self.keep}, count={self._count})"
 
     def record(self, exc: BaseException) -> int:
         """Count and (while fewer than ``keep`` are) keep ``exc``; returns the count so far."""

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._clock import Clock, Waitable, as_waitable, check_clock
 from ._coordinator import Coordinator
 from ._naming import callable_name, thread_name
 from ._schedule import Overrun
-from ._ticker import Ticker, TickStats
+from ._ticker import Ticker
 from ._validate import check_choice, check_nonnegative
+
+if TYPE_CHECKING:
+    from ._tick_stats import TickStats
 
 __all__ = ["LooperThread"]
 

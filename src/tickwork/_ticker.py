@@ -10,35 +10,18 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ._clock import Clock, Waitable
-from ._schedule import Overrun, claim, first_slot, next_slot
+from ._clock import Clock, Waitable, repeated_waits
+from ._schedule import Overrun, Slot, claim, first_slot, next_slot
 
-__all__ = ["TickStats", "Ticker"]
+if TYPE_CHECKING:
+    from ._tick_stats import TickStats
+
+__all__ = ["Ticker"]
 
 # Lateness percentiles are taken over this many most recent calls.
 LATENESS_WINDOW = 4096
-
-
-@dataclass(frozen=True)
-class TickStats:
-    """What a periodic thread has done so far (a snapshot; it does not change).
-
-    ``lateness_*`` are how long after its slot's due time each call started, in seconds:
-    the mean and max over all calls, the percentiles over the most recent 4096. ``missed`` counts
-    slots that passed without a call (see ``Overrun``). ``busy_seconds`` is the total time spent
-    inside the callback. For back-to-back loops (no interval) lateness is not defined and is 0.
-    """
-
-    calls: int = 0
-    errors: int = 0
-    missed: int = 0
-    lateness_mean: float = 0.0
-    lateness_p50: float = 0.0
-    lateness_p99: float = 0.0
-    lateness_max: float = 0.0
-    busy_seconds: float = 0.0
 
 
 def _percentile(ordered: list[float], fraction: float) -> float:
@@ -49,50 +32,88 @@ def _percentile(ordered: list[float], fraction: float) -> float:
     return ordered[rank]
 
 
+# The ticking thread notes each call in two lists, and folds them into the totals once this many
+# have gathered (or a snapshot takes them into account as they are).
+FOLD_EVERY = 256
+
+
 class _StatsRecorder:
+    """The totals behind :class:`TickStats`.
+
+    A call costs its thread two appends (:meth:`notes`), not a lock and a dozen attribute
+    updates: that was most of what a tick cost beside its wait. The ticking thread alone appends
+    and alone folds (:meth:`fold`); :meth:`snapshot` adds what is not folded yet, so a snapshot
+    is always up to date.
+    """
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Never replaced, only cleared: the ticking thread holds their append methods.
+        self._pending_lateness: list[float] = []
+        self._pending_busy: list[float] = []
         self.reset()
 
     def reset(self) -> None:
-        self._calls = 0
-        self._errors = 0
-        self._missed = 0
-        self._timed = 0
-        self._lateness_sum = 0.0
-        self._lateness_max = 0.0
-        self._recent: deque[float] = deque(maxlen=LATENESS_WINDOW)
-        self._busy = 0.0
+        with self._lock:
+            self._calls = 0
+            self._errors = 0
+            self._missed = 0
+            self._timed = 0
+            self._lateness_sum = 0.0
+            self._lateness_max = 0.0
+            self._recent: deque[float] = deque(maxlen=LATENESS_WINDOW)
+            self._busy = 0.0
+            self._pending_lateness.clear()
+            self._pending_busy.clear()
+
+    def notes(self) -> tuple[list[float], list[float]]:
+        """The lists a call's lateness (if it has one) and busy time are appended to, in that
+        order, by the ticking thread only; it calls :meth:`fold` when they grow long."""
+        return self._pending_lateness, self._pending_busy
+
+    def fold(self) -> None:
+        """Add the pending notes to the totals (in the ticking thread)."""
+        with self._lock:
+            lateness = self._pending_lateness
+            if lateness:
+                self._timed += len(lateness)
+                self._lateness_sum += sum(lateness)
+                self._lateness_max = max(self._lateness_max, max(lateness))
+                self._recent.extend(lateness)
+                lateness.clear()
+            busy = self._pending_busy
+            self._calls += len(busy)
+            self._busy += sum(busy)
+            busy.clear()
 
     def missed(self, slots: int) -> None:
         if slots:
             with self._lock:
                 self._missed += slots
 
-    def call(self, lateness: float | None, busy: float, failed: bool) -> None:
+    def failed(self) -> None:
         with self._lock:
-            self._calls += 1
-            self._busy += busy
-            if failed:
-                self._errors += 1
-            if lateness is not None:
-                self._timed += 1
-                self._lateness_sum += lateness
-                self._lateness_max = max(self._lateness_max, lateness)
-                self._recent.append(lateness)
+            self._errors += 1
 
     def snapshot(self) -> TickStats:
+        # Through the package, which imports it on first use and gives it its public home.
+        from . import TickStats
+
         with self._lock:
-            ordered = sorted(self._recent)
+            # Copies (each atomic): the ticking thread may append while this runs.
+            lateness = list(self._pending_lateness)
+            busy = list(self._pending_busy)
+            timed = self._timed + len(lateness)
+            ordered = sorted([*self._recent, *lateness][-LATENESS_WINDOW:])
             return TickStats(
-                calls=self._calls,
+                calls=self._calls + len(busy),
                 errors=self._errors,
                 missed=self._missed,
-                lateness_mean=(self._lateness_sum / self._timed) if self._timed else 0.0,
+                lateness_mean=((self._lateness_sum + sum(lateness)) / timed) if timed else 0.0,
                 lateness_p50=_percentile(ordered, 0.50),
                 lateness_p99=_percentile(ordered, 0.99),
-                lateness_max=self._lateness_max,
-                busy_seconds=self._busy,
+                lateness_max=max([self._lateness_max, *lateness]),
+                busy_seconds=self._busy + sum(busy),
             )
 
     def reinit_after_fork(self) -> None:
@@ -106,7 +127,8 @@ ErrorHandler = Callable[[BaseException], bool]
 class Ticker:
     """Calls ``call()`` on the fixed-rate grid (or back to back when ``interval`` is None or 0).
 
-    ``call`` runs in the thread that calls :meth:`run`. An exception it raises goes to
+    ``call`` runs in the thread that calls :meth:`run` (an owner may replace it, and ``interval``,
+    between runs). An exception it raises goes to
     ``on_error``, which decides whether the loop goes on; any BaseException that is not an
     Exception (KeyboardInterrupt, SystemExit) always ends the loop after being handed over.
     """
@@ -121,7 +143,7 @@ class Ticker:
         on_error: ErrorHandler,
     ) -> None:
         self.interval = interval
-        self._call = call
+        self.call = call
         self._clock = clock
         self._overrun = overrun
         self._on_error = on_error
@@ -136,41 +158,77 @@ class Ticker:
     def reinit_after_fork(self) -> None:
         self._stats.reinit_after_fork()
 
-    def _invoke(self, lateness: float | None, started: float) -> float | None:
-        """One call that started at ``started``; returns when it ended, or None to end the loop."""
-        try:
-            self._call()
-        except BaseException as exc:
-            ended = self._clock.now()
-            self._stats.call(lateness, ended - started, failed=True)
-            go_on = self._on_error(exc) and isinstance(exc, Exception)
-            return ended if go_on else None
-        ended = self._clock.now()
-        self._stats.call(lateness, ended - started, failed=False)
-        return ended
+    def _failed(self, exc: BaseException) -> bool:
+        """The call raised ``exc`` (its times are noted); True when the loop goes on."""
+        self._stats.failed()
+        return self._on_error(exc) and isinstance(exc, Exception)
 
     def run(self, stop: Waitable) -> None:
         """Run until ``stop`` is set (checked before every call) or the error handler ends it.
 
         An interval of None or 0 runs back to back (TensorFlow's meaning of 0).
         """
+        # This loop is what each tick of every periodic thread costs, beside the call itself: it
+        # keeps to local names, one wait in C when it can (repeated_waits), two appends for the
+        # statistics, and the schedule's two functions, which are a few bytecodes on the grid.
         interval = self.interval
+        call = self.call
+        stats = self._stats
+        lateness_notes, busy_notes = stats.notes()
+        note_lateness = lateness_notes.append
+        note_busy = busy_notes.append
         if interval is None or interval == 0:
+            now = self._clock.now
             while not stop.is_set():
-                if self._invoke(None, self._clock.now()) is None:
-                    return
+                started = now()
+                try:
+                    call()
+                except BaseException as exc:
+                    note_busy(now() - started)
+                    if not self._failed(exc):
+                        return
+                else:
+                    note_busy(now() - started)
+                if len(busy_notes) >= FOLD_EVERY:
+                    stats.fold()
             return
-        clock = self._clock
-        slot = first_slot(clock.now())
+        now, wait_until = repeated_waits(self._clock, stop)
+        overrun = self._overrun
+        catch_up = overrun is Overrun.CATCH_UP
+        # The slot waited for, unpacked. On time, the policy's answers are known without asking
+        # (see _schedule): the call stays in its slot and the next one is the next grid cell; it is
+        # asked only once time has passed the next cell's due time.
+        number, due, anchor, _ = first_slot(now())
         while True:
-            if clock.wait_until(stop, slot.due):
+            if wait_until(due):  # looks at the stop first, so a stop in the call ends here
                 return
-            now = clock.now()
-            planned = slot
-            slot = claim(planned, interval, now, self._overrun)
-            self._stats.missed(slot.missed - planned.missed)  # passed over by a late wake-up
-            ended = self._invoke(now - slot.due, now)
-            if ended is None or stop.is_set():
-                return
-            slot = next_slot(slot, interval, ended, self._overrun)
-            self._stats.missed(slot.missed)  # passed over while the call ran
+            started = now()
+            next_due = anchor + (number + 1) * interval
+            if started >= next_due and not catch_up:  # woke up a whole interval late or more
+                number, due, anchor, passed = claim(
+                    Slot(number, due, anchor), interval, started, overrun
+                )
+                stats.missed(passed)
+                next_due = anchor + (number + 1) * interval
+            try:
+                call()
+            except BaseException as exc:
+                ended = now()
+                note_lateness(started - due)
+                note_busy(ended - started)
+                if not self._failed(exc):
+                    return
+            else:
+                ended = now()
+                note_lateness(started - due)
+                note_busy(ended - started)
+            if len(busy_notes) >= FOLD_EVERY:
+                stats.fold()
+            if ended <= next_due or catch_up:
+                number += 1
+                due = next_due
+            else:  # the call overran its slot
+                number, due, anchor, passed = next_slot(
+                    Slot(number, due, anchor), interval, ended, overrun
+                )
+                stats.missed(passed)

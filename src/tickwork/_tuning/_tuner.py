@@ -20,7 +20,7 @@ from .. import _fork
 from .._clock import Clock, check_clock
 from .._lifecycle import RunsInWith
 from .._naming import thread_name
-from .._ticker import TickStats
+from .._tick_stats import TickStats
 from .._timed_thread import TimedThread
 from .._validate import check_finite, check_int, check_nonnegative, check_positive
 from ._core import TuningCore
