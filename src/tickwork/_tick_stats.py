@@ -1,7 +1,7 @@
 """TickStats, the record of what a periodic thread has done.
 
-A module of its own so that ``import tickwork`` does not import :mod:`dataclasses` (and with it
-:mod:`inspect`): the first ``statistics()`` or use of ``tickwork.TickStats`` does.
+A module of its own so that ``import tickwork`` does not import ``dataclasses`` (and with it
+``inspect``): the first ``statistics()`` or use of ``tickwork.TickStats`` does.
 """
 
 from __future__ import annotations
