@@ -186,6 +186,20 @@ class TestEndToEnd:
         assert code == 1, out + err
         assert "ran past --command-timeout (0.5 s)" in out
 
+    def test_a_directory_that_never_appears_is_said(self, tmp_path: Path) -> None:
+        """Following a directory that does not exist warns once that it does not exist yet, and
+        --timeout ends the run saying nothing was found because it never appeared."""
+        missing = tmp_path / "typo"
+        code, out, err = finish(
+            start_follow("follow", str(missing), "--timeout", "1", "--", "true")
+        )
+        assert code == 0, out + err
+        assert err.count("does not exist yet") == 1, err
+        assert (
+            "ended: no new checkpoint within --timeout; nothing was found: the directory "
+            f"{missing} never appeared"
+        ) in " ".join(out.split())
+
     @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
     def test_a_signal_stops_cleanly_and_a_restart_resumes(
         self, tmp_path: Path, signum: signal.Signals
@@ -379,3 +393,16 @@ class TestTerminal:
         assert "0 evaluated, 0 failed, 0 retried" in drawn
         assert "step 1  model_step_1.pt" in drawn
         assert "\x1b[?25h" in drawn  # the cursor is given back when the live line ends
+
+    def test_the_status_line_says_the_directory_does_not_exist_yet(self, tmp_path: Path) -> None:
+        """While the directory is missing, the live status line says so (not just "waiting")."""
+        from rich.console import Console
+
+        from tickwork._cli._follow_run import FollowConfig, follow
+
+        missing = tmp_path / "later"
+        screen = io.StringIO()
+        console = Console(file=screen, force_terminal=True, width=200, highlight=False)
+        config = FollowConfig(directory=str(missing), command=("true",), options={"timeout": 1})
+        assert follow(config, console) == 0
+        assert f"waiting for {missing} to appear (it does not exist yet)" in screen.getvalue()

@@ -318,6 +318,7 @@ class CheckpointFollower:
             **self._counters.snapshot(),
             pending=self._judge.pending,
             mode=self._watching.mode,
+            missing=self._watching.missing,
             layout=self.layout,
             last_step=self._last_step,
             resumed_from=None if self._resumed is None else self._resumed.step,

@@ -215,6 +215,8 @@ class _Reporter:
             doing = f"evaluating step {_step(current)} (attempt {stats.attempt}){took}"
         elif stats.done_seen:
             doing = "training is done: evaluating what is left"
+        elif stats.follower.missing:
+            doing = f"waiting for {self.config.directory} to appear (it does not exist yet)"
         else:
             doing = f"waiting for checkpoints ({stats.follower.mode})"
         counts = f"{stats.evaluated} evaluated, {stats.failed} failed, {stats.retries} retried"
@@ -296,8 +298,11 @@ def _summary(
         ending = f"stopped by {received[0].name}"
     elif reason is EndReason.DONE and config.options.get("done_marker"):
         ending += f"; {_training_end(config)}"
+    missing = _missing(config, stats)
+    if missing:
+        ending += f"; {missing}"
     table = Table(title="tickwork follow", show_header=False)
-    table.add_row("directory", config.directory)
+    table.add_row("directory", config.directory + (" (does not exist)" if missing else ""))
     table.add_row("command", " ".join(config.command))
     table.add_row("ended", ending)
     table.add_row("evaluated", str(stats.evaluated))
@@ -320,6 +325,15 @@ def _summary(
         )
     style = "bold green" if status == EXIT_OK else "bold red"
     console.print(Text.assemble(("ended: ", style), f"{ending} (exit status {status})"))
+
+
+def _missing(config: FollowConfig, stats: SidecarStats) -> str:
+    """What the summary says of a directory missing at the end ("" when it is there)."""
+    if not stats.follower.missing:
+        return ""
+    if stats.follower.scans == 0:
+        return f"nothing was found: the directory {config.directory} never appeared"
+    return f"the directory {config.directory} is gone"
 
 
 def _training_end(config: FollowConfig) -> str:
