@@ -67,7 +67,7 @@ EXIT_STALLED = 3
 
 _LOOP_LOGGER = "tickwork._checkpoints._sidecar_loop"
 _ENDINGS = {
-    EndReason.DONE: "training is done (done marker) and every checkpoint was evaluated",
+    EndReason.DONE: "training is done (done marker)",
     EndReason.TIMEOUT: "no new checkpoint within --timeout",
     EndReason.STALLED: "no new checkpoint within --stall: training seems to have died",
     EndReason.MAX_EVALUATIONS: "--max-evaluations reached",
@@ -292,15 +292,8 @@ def _summary(
     status: int,
     received: Sequence[signal.Signals],
 ) -> None:
-    reason = stats.end_reason
-    ending = _ENDINGS.get(reason, str(reason)) if reason is not None else "?"
-    if received:
-        ending = f"stopped by {received[0].name}"
-    elif reason is EndReason.DONE and config.options.get("done_marker"):
-        ending += f"; {_training_end(config)}"
+    ending = _ending(config, stats, received)
     missing = _missing(config, stats)
-    if missing:
-        ending += f"; {missing}"
     table = Table(title="tickwork follow", show_header=False)
     table.add_row("directory", config.directory + (" (does not exist)" if missing else ""))
     table.add_row("command", " ".join(config.command))
@@ -325,6 +318,32 @@ def _summary(
         )
     style = "bold green" if status == EXIT_OK else "bold red"
     console.print(Text.assemble(("ended: ", style), f"{ending} (exit status {status})"))
+
+
+def _ending(config: FollowConfig, stats: SidecarStats, received: Sequence[signal.Signals]) -> str:
+    """Why the run ended and what was left undone, as the last line says it: "every checkpoint
+    was evaluated" only when none failed and none was deleted first."""
+    reason = stats.end_reason
+    ending = _ENDINGS.get(reason, str(reason)) if reason is not None else "?"
+    if received:
+        ending = f"stopped by {received[0].name}"
+    elif reason is EndReason.DONE:
+        if not (stats.failed or stats.deleted_before_reached):
+            ending += " and every checkpoint was evaluated"
+        if config.options.get("done_marker"):
+            ending += f"; {_training_end(config)}"
+    if stats.failed and reason is not EndReason.FAILED:
+        ending += f"; {_count(stats.failed, 'checkpoint')} failed every attempt"
+    if stats.deleted_before_reached:
+        ending += f"; {_count(stats.deleted_before_reached, 'checkpoint')} deleted before evaluated"
+    missing = _missing(config, stats)
+    if missing:
+        ending += f"; {missing}"
+    return ending
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _missing(config: FollowConfig, stats: SidecarStats) -> str:
