@@ -9,7 +9,8 @@ Checkpoint following for every framework (:func:`checkpoints_iterator`,
 TensorFlow's API, event-driven, never early, never missing a checkpoint when asked; and a
 :class:`SidecarEvaluator` that evaluates every checkpoint beside training, retrying failures and
 ending when training is done; training tells it so, and how it ended, with
-:func:`mark_training_done`.
+:func:`mark_training_done`. Their ``on_progress=`` hook reports what they do as typed
+:class:`ProgressEvent` objects (for a progress bar or your own log lines).
 """
 
 from ._checkpoints._api import CheckpointIterator as CheckpointIterator
@@ -26,6 +27,12 @@ from ._checkpoints._layouts import CheckpointPattern as CheckpointPattern
 from ._checkpoints._layouts import Layout as Layout
 from ._checkpoints._options import FollowOptions as FollowOptions
 from ._checkpoints._options import Watch as Watch
+from ._checkpoints._progress import CheckpointFound as CheckpointFound
+from ._checkpoints._progress import Evaluated as Evaluated
+from ._checkpoints._progress import Evaluating as Evaluating
+from ._checkpoints._progress import FollowingEnded as FollowingEnded
+from ._checkpoints._progress import ProgressEvent as ProgressEvent
+from ._checkpoints._progress import Waiting as Waiting
 from ._checkpoints._sidecar import SidecarEvaluator as SidecarEvaluator
 from ._checkpoints._sidecar_policy import EndReason as EndReason
 from ._clock import Clock as Clock
@@ -56,20 +63,25 @@ __version__ = "0.1.0"  # the one place the version is written (pyproject reads i
 __all__ = [
     "Checkpoint",
     "CheckpointFollower",
+    "CheckpointFound",
     "CheckpointIterator",
     "CheckpointPattern",
     "Clock",
     "Coordinator",
     "EndReason",
+    "Evaluated",
+    "Evaluating",
     "Evaluation",
     "FollowOptions",
     "FollowerStats",
+    "FollowingEnded",
     "Layout",
     "LooperThread",
     "MonotonicClock",
     "OnError",
     "Outcome",
     "Overrun",
+    "ProgressEvent",
     "SidecarEvaluator",
     "SidecarStats",
     "SignalStop",
@@ -82,6 +94,7 @@ __all__ = [
     "TuningHistory",
     "TuningRecord",
     "Waitable",
+    "Waiting",
     "Watch",
     "checkpoints_iterator",
     "clear_done_marker",

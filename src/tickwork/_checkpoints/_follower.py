@@ -35,6 +35,7 @@ from ._events import EventBackend, default_backend
 from ._layouts import sort_key
 from ._next import Queue
 from ._options import FollowOptions, FollowSettings, Watch, follow_options, takes_settings
+from ._progress import CheckpointFound, OnProgress, Progress, Waiting, check_on_progress
 from ._storage import Storage, open_storage
 from ._tfstate import DEFAULT_STATE_FILENAME
 from ._watching import Watching
@@ -67,7 +68,9 @@ class CheckpointFollower:
     (not both). ``stop``: a :class:`threading.Event` or
     a Coordinator; once set, waits end (within milliseconds) and :meth:`next_checkpoint`
     returns None. ``clock``: the clock to wait on (tests use
-    :class:`tickwork.testing.FakeClock`).
+    :class:`tickwork.testing.FakeClock`). ``on_progress``: called with a :class:`Waiting` event
+    when :meth:`next_checkpoint` starts waiting (again when the directory's ``missing`` changes)
+    and a :class:`CheckpointFound` for each checkpoint handed out (see :class:`ProgressEvent`).
 
     Raises at once for bad arguments (naming the argument), and when ``checkpoint_dir`` exists
     but is a file or cannot be listed.
@@ -81,6 +84,7 @@ class CheckpointFollower:
         stop: StopArgument = None,
         clock: Clock | None = None,
         options: FollowOptions | None = None,
+        on_progress: OnProgress | None = None,
         _storage: Storage | None = None,
         _events: EventBackend | None = None,
         _own_stop: SignalSafeEvent | None = None,
@@ -117,6 +121,10 @@ class CheckpointFollower:
         self._holder = Holder(storage.directory, options.hold_dir) if options.hold else None
         self._counters = Counters()
         self._errors = ErrorLog()
+        self._progress = Progress(
+            check_on_progress(on_progress), storage.directory, self._clock, self._errors
+        )
+        self._waiting_said: bool | None = None  # the `missing` of the Waiting event sent last
         self._closed = False
         self._retry_now = False
         self._current: Checkpoint | None = None
@@ -232,6 +240,7 @@ class CheckpointFollower:
                 return found
             if self._retry_now:
                 continue
+            self._say_waiting()
             if deadline is not None and self._clock.now() >= deadline:
                 return None
             self._sleep(deadline)
@@ -390,6 +399,13 @@ class CheckpointFollower:
             self._take(directory.read_state_if_changed())
             self._judge.process(recheck_pending=seen.polled)
 
+    def _say_waiting(self) -> None:
+        """A :class:`Waiting` event when waiting begins, or the directory comes or goes."""
+        missing = self._watching.missing
+        if self._waiting_said is not missing:
+            self._waiting_said = missing
+            self._progress.send(Waiting(self._storage.directory, missing=missing))
+
     def _take(self, update: Update) -> None:
         self._queue.note(update)  # before the judge forgets the statuses of removed ones
         self._judge.note(update)
@@ -420,6 +436,8 @@ class CheckpointFollower:
         self._current = checkpoint
         self._current_point = ResumePoint(candidate.key, candidate.step, checkpoint.source)
         logger.info("checkpoint %r (step %s) is complete", checkpoint.source, candidate.step)
+        self._waiting_said = None
+        self._progress.send(CheckpointFound(self._storage.directory, checkpoint))
         return checkpoint
 
     # -- fork safety ------------------------------------------------------------------------------

@@ -35,12 +35,17 @@ from rich.text import Text
 
 from .. import (
     Checkpoint,
+    CheckpointFound,
     EndReason,
+    Evaluated,
+    Evaluating,
     Evaluation,
     FollowOptions,
     Outcome,
+    ProgressEvent,
     SidecarEvaluator,
     SidecarStats,
+    Waiting,
     stop_on_signals,
 )
 from .._checkpoints._sidecar_policy import RetryPolicy
@@ -146,7 +151,9 @@ def _step(checkpoint: Checkpoint) -> str:
 
 
 class _Reporter:
-    """Prints what happens: command output, failed attempts, finished checkpoints, status."""
+    """Prints what happens: command output, failed attempts, finished checkpoints, status. The
+    evaluator's progress events (``on_progress``) drive it: the result lines and the status
+    line's "doing" part come from them, the counts from the evaluator's statistics."""
 
     def __init__(
         self, console: Console, config: FollowConfig, policy: RetryPolicy, stop: threading.Event
@@ -158,6 +165,13 @@ class _Reporter:
         self.evaluator: SidecarEvaluator[Any] | None = None
         self.runner: CommandRunner | None = None
         self._spinner = Spinner("dots", text="starting")
+        self._last: ProgressEvent | None = None  # the latest event: what is being done
+
+    def progress(self, event: ProgressEvent) -> None:
+        """The evaluator's ``on_progress``: note what it does; print each finished checkpoint."""
+        self._last = event
+        if isinstance(event, Evaluated):
+            self.result(event.evaluation)
 
     def line(self, checkpoint: Checkpoint, line: str) -> None:
         if not self.config.quiet:
@@ -208,15 +222,17 @@ class _Reporter:
         if evaluator is None or runner is None:
             return self._spinner
         stats = evaluator.statistics()
-        current = stats.current
-        if current is not None:
+        event = self._last
+        if isinstance(event, Evaluating):
             started = runner.started_at
             took = f" {MONOTONIC.now() - started:.1f} s" if started is not None else ""
-            doing = f"evaluating step {_step(current)} (attempt {stats.attempt}){took}"
+            doing = f"evaluating step {_step(event.checkpoint)} (attempt {event.attempt}){took}"
+        elif isinstance(event, CheckpointFound):
+            doing = f"found step {_step(event.checkpoint)}"
+        elif isinstance(event, Waiting) and event.missing:
+            doing = f"waiting for {self.config.directory} to appear (it does not exist yet)"
         elif stats.done_seen:
             doing = "training is done: evaluating what is left"
-        elif stats.follower.missing:
-            doing = f"waiting for {self.config.directory} to appear (it does not exist yet)"
         else:
             doing = f"waiting for checkpoints ({stats.follower.mode})"
         counts = f"{stats.evaluated} evaluated, {stats.failed} failed, {stats.retries} retried"
@@ -242,7 +258,7 @@ def follow(config: FollowConfig, console: Console) -> int:
             config.directory,
             runner,
             stop=stop,
-            on_result=reporter.result,
+            on_progress=reporter.progress,
             name=thread_name(f"follow ({config.directory})"),
             options=config.follow,
             max_attempts=policy.max_attempts,
