@@ -2,7 +2,8 @@
 
 Timed threads that do not drift (:class:`TimedThread`, :func:`every`), a coordinator that stops a
 group of threads and carries every exception (:class:`Coordinator`, :class:`LooperThread`,
-:func:`stop_on_signals`), on one monotonic clock (:class:`Clock`).
+:func:`stop_on_signals`, :func:`stoppable_put` for a loader on a bounded queue), on one
+monotonic clock (:class:`Clock`).
 
 Checkpoint following for every framework (:func:`checkpoints_iterator`,
 :func:`wait_for_new_checkpoint`, :func:`latest_checkpoint`, :class:`CheckpointFollower`):
@@ -46,6 +47,7 @@ from ._done_marker import mark_training_done as mark_training_done
 from ._done_marker import read_training_end as read_training_end
 from ._looper import LooperThread as LooperThread
 from ._public import publish as _publish
+from ._queues import stoppable_put as stoppable_put
 from ._schedule import Overrun as Overrun
 from ._signals import SignalStop as SignalStop
 from ._signals import stop_on_signals as stop_on_signals
@@ -103,6 +105,7 @@ __all__ = [
     "mark_training_done",
     "read_training_end",
     "stop_on_signals",
+    "stoppable_put",
     "wait_for_new_checkpoint",
 ]
 
