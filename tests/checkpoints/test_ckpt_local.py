@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ckpt_helpers import zip_bytes
+from ckpt_helpers import fakes, zip_bytes
 
 import tickwork
 from tickwork import Checkpoint, CheckpointFollower
@@ -178,7 +178,7 @@ class TestEvents:
             for step in range(present):
                 save(directory, step)
             storage = CountingStorage(str(directory))
-            with CheckpointFollower(storage.directory, watch="events", _storage=storage) as f:
+            with fakes(storage), CheckpointFollower(storage.directory, watch="events") as f:
                 assert next_step(f) == present - 1
                 for _ in range(int(LIMIT / 0.05)):  # until the watch is in place and caught up
                     if f.statistics().scans >= 2:

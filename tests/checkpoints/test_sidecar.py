@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ckpt_helpers import MemoryStorage, zip_bytes
+from ckpt_helpers import MemoryStorage, fakes, zip_bytes
 
 from tickwork import (
     Checkpoint,
@@ -42,7 +42,8 @@ def evaluator(
     **options: Any,
 ) -> SidecarEvaluator[Any]:
     options.setdefault("watch", "poll")
-    return SidecarEvaluator(storage.directory, evaluate, clock=clock, _storage=storage, **options)
+    with fakes(storage):
+        return SidecarEvaluator(storage.directory, evaluate, clock=clock, **options)
 
 
 class Recorder:

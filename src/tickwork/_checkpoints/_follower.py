@@ -31,7 +31,7 @@ from ._checkpoint import Checkpoint, Counters, FollowerStats
 from ._completeness import Judge
 from ._consumer import Holder, ResumeFile, ResumePoint
 from ._directory import Directory, Update
-from ._events import EventBackend, default_backend
+from ._events import default_backend
 from ._layouts import sort_key
 from ._next import Queue
 from ._options import FollowOptions, FollowSettings, Watch, follow_options, takes_settings
@@ -43,7 +43,7 @@ from ._watching import Watching
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["CheckpointFollower", "StopArgument"]
+__all__ = ["CheckpointFollower", "EvaluatorFollower", "StopArgument"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,20 +85,34 @@ class CheckpointFollower:
         clock: Clock | None = None,
         options: FollowOptions | None = None,
         on_progress: OnProgress | None = None,
-        _storage: Storage | None = None,
-        _events: EventBackend | None = None,
-        _own_stop: SignalSafeEvent | None = None,
         **settings: Unpack[FollowSettings],
     ) -> None:
-        self._options = options = follow_options(options, settings)
-        storage = _storage or open_storage(checkpoint_dir, options.storage_options)
+        chosen = follow_options(options, settings)
+        storage = open_storage(checkpoint_dir, chosen.storage_options)
+        self._build(storage, stop=stop, clock=clock, options=chosen, on_progress=on_progress)
+
+    def _build(
+        self,
+        storage: Storage,
+        *,
+        stop: StopArgument,
+        clock: Clock | None,
+        options: FollowOptions,
+        on_progress: OnProgress | None,
+        own_stop: SignalSafeEvent | None = None,
+    ) -> None:
+        """The constructor's work, on ``storage`` (opened by the caller), with the owner's own
+        stop beside the user's (see :class:`EvaluatorFollower`)."""
+        self._options = options
         self._clock = check_clock(clock)
         if storage.remote and options.watch is Watch.EVENTS:
             raise ValueError(
                 f"'watch' must be 'auto' or 'poll' for a remote directory ({storage.directory!r}:"
                 " filesystem events do not exist there); got 'events'"
             )
-        if options.watch is Watch.EVENTS and _events is None and default_backend() is None:
+        # Resolved here, once: tests replace the module-level factory with scripted events.
+        backend = None if storage.remote else default_backend()
+        if options.watch is Watch.EVENTS and backend is None:
             raise ImportError(
                 "watch='events' needs inotify (Linux) or watchfiles (pip install watchfiles)"
             )
@@ -114,9 +128,9 @@ class CheckpointFollower:
         self._max_poll_interval = ceiling
         self._storage = storage
         user_stop = as_waitable(stop)
-        self._stop: Waitable | None = any_stop(user_stop, _own_stop)
+        self._stop: Waitable | None = any_stop(user_stop, own_stop)
         # What waits wait on: one tickwork event, set by any stop (no polling while idle).
-        self._relay = relayed_stop(user_stop, _own_stop, name=storage.directory)
+        self._relay = relayed_stop(user_stop, own_stop, name=storage.directory)
         self._state_filename = options.latest_filename or DEFAULT_STATE_FILENAME
         self._holder = Holder(storage.directory, options.hold_dir) if options.hold else None
         self._counters = Counters()
@@ -173,7 +187,7 @@ class CheckpointFollower:
             stop=self._relay.event,
             counters=self._counters,
             errors=self._errors,
-            backend=_events,
+            backend=backend,
             poll_stop=self._stop,  # a poll's wait blocks on the stop itself: one hop fewer
         )
         _fork.track(self)
@@ -451,3 +465,28 @@ class CheckpointFollower:
         self._judge.error_log.reinit_after_fork()
         self._relay.after_fork_in_child()
         self._watching.after_fork_in_child()
+
+
+class EvaluatorFollower(CheckpointFollower):
+    """The follower a :class:`tickwork.SidecarEvaluator` makes: on the evaluator's storage (it
+    looks for the done marker through it too), with the evaluator's own stop beside the user's.
+    Not public: :class:`CheckpointFollower`'s signature carries no such arguments."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        stop: StopArgument,
+        own_stop: SignalSafeEvent,
+        clock: Clock | None,
+        options: FollowOptions,
+        on_progress: OnProgress | None,
+    ) -> None:
+        self._build(
+            storage,
+            stop=stop,
+            clock=clock,
+            options=options,
+            on_progress=on_progress,
+            own_stop=own_stop,
+        )

@@ -25,13 +25,12 @@ from .._timed_thread import OnError
 from .._validate import check_choice, check_int, check_optional_nonnegative
 from ._checkpoint import Checkpoint
 from ._evaluation import Evaluation, RunState, SidecarStats
-from ._events import EventBackend
-from ._follower import CheckpointFollower, StopArgument
+from ._follower import EvaluatorFollower, StopArgument
 from ._options import FollowOptions, FollowSettings, follow_options, takes_settings
 from ._progress import FollowingEnded, OnProgress, Progress, check_on_progress
 from ._sidecar_loop import EvaluationLoop
 from ._sidecar_policy import EndReason, EndRules, RetryPolicy, check_done_marker, check_retry_on
-from ._storage import Storage, open_storage
+from ._storage import open_storage
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -130,8 +129,6 @@ class SidecarEvaluator(RunsInWith, Generic[T]):
         daemon: bool = True,
         clock: Clock | None = None,
         options: FollowOptions | None = None,
-        _storage: Storage | None = None,
-        _events: EventBackend | None = None,
         **settings: Unpack[FollowSettings],
     ) -> None:
         if not callable(evaluate):
@@ -160,7 +157,7 @@ class SidecarEvaluator(RunsInWith, Generic[T]):
         )
         follow = follow_options(options, settings, _SIDECAR_DEFAULTS)
         user_stop = as_waitable(stop)
-        storage = _storage or open_storage(checkpoint_dir, follow.storage_options)
+        storage = open_storage(checkpoint_dir, follow.storage_options)
         self._lifecycle = ThreadLifecycle(
             self,
             once=True,
@@ -170,15 +167,13 @@ class SidecarEvaluator(RunsInWith, Generic[T]):
         self._own_stop = self._lifecycle.stop_event
         stop_either = any_stop(self._own_stop, user_stop)
         assert stop_either is not None
-        follower = CheckpointFollower(
-            checkpoint_dir,
+        follower = EvaluatorFollower(
+            storage,
             stop=user_stop,
-            _own_stop=self._own_stop,
+            own_stop=self._own_stop,
             clock=clock_,
             options=follow,
             on_progress=on_progress,
-            _storage=storage,
-            _events=_events,
         )
         self._follower = follower
         self.name = name or f"SidecarEvaluator({follower.checkpoint_dir})"

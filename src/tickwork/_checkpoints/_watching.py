@@ -19,7 +19,7 @@ from .._clock import Clock, Waitable, any_stop
 from .._errors import ErrorLog, LogThrottle
 from .._sync import SignalSafeEvent
 from ._checkpoint import Counters
-from ._events import EventBackend, EventWatcher, default_backend
+from ._events import EventBackend, EventWatcher
 from ._options import Watch
 from ._storage import Entry, Storage, changed_names, network_filesystem
 
@@ -181,7 +181,7 @@ class Watching:
         self.missing = False
         self.present = True
         seen.appeared = True
-        backend = self._backend or default_backend()
+        backend = self._backend  # the follower's choice (None: no events here)
         if self._storage.remote:
             logger.info(
                 "%r is remote storage (no filesystem events): polling every %g s, backing off "
