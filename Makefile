@@ -8,9 +8,9 @@ PIP_FLAGS := --disable-pip-version-check --progress-bar off
 .PHONY: demo test lint typecheck pytest docs bench-venv bench clean
 
 $(DEMO_VENV)/.installed: pyproject.toml
-	@echo "== make demo: creating $(DEMO_VENV) and installing tickwork[cli,watch,plot]"
+	@echo "== make demo: creating $(DEMO_VENV) and installing tickwork[cli,demo,watch,plot]"
 	$(PYTHON) -m venv $(DEMO_VENV)
-	$(DEMO_VENV)/bin/pip install $(PIP_FLAGS) -e '.[cli,watch,plot]'
+	$(DEMO_VENV)/bin/pip install $(PIP_FLAGS) -e '.[cli,demo,watch,plot]'
 	touch $@
 
 demo: $(DEMO_VENV)/.installed
@@ -19,7 +19,7 @@ demo: $(DEMO_VENV)/.installed
 $(TEST_VENV)/.installed: pyproject.toml requirements/test.txt
 	@echo "== make test: creating $(TEST_VENV) and installing tickwork with every framework it is tested against (a few minutes the first time)"
 	$(PYTHON) -m venv $(TEST_VENV)
-	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) -r requirements/test.txt -e '.[cli,watch,s3,plot]'
+	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) -r requirements/test.txt -e '.[cli,demo,watch,s3,plot]'
 	touch $@
 
 lint: $(TEST_VENV)/.installed

@@ -76,3 +76,40 @@ def test_without_the_cli_extra_the_script_says_what_to_install(
     monkeypatch.delitem(sys.modules, "tickwork._cli._app", raising=False)
     assert main(["demo"]) == 2
     assert "pip install 'tickwork[cli]'" in capsys.readouterr().err
+
+
+_IMPORTS_AFTER_HELP = """
+import sys
+import tickwork._cli as c
+code = c.main(sys.argv[1:])
+assert code == 0, code
+print("numpy" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["follow", "--help"], ["demo", "--help"]])
+def test_the_command_line_starts_without_numpy(args: list[str]) -> None:
+    """numpy (the `demo` extra) is imported only when `tickwork demo` runs: `--help` and `follow`
+    start without it."""
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_AFTER_HELP, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == "False", done.stdout
+
+
+def test_without_the_demo_extra_the_demo_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With numpy missing, `tickwork demo` exits 2 with one line naming the `demo` extra."""
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    for name in ("tickwork._cli._demo", "tickwork._cli._toy"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert main(["demo"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'tickwork[cli,demo]'" in err
+    assert len(err.strip().splitlines()) == 1, err

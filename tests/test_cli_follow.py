@@ -164,6 +164,10 @@ class TestEndToEnd:
         assert log.read_text().splitlines() == ["1 1 1", "2 2 1", "2 2 2", "3 3 1"]
         assert "attempt 1 of 2 failed ('python" in out
         assert "step 2  model_step_2.pt  failed after 2 attempts" in out
+        # The last line tells the truth: not "every checkpoint was evaluated".
+        assert "every checkpoint was evaluated" not in out
+        assert "ended: training is done (done marker);" in out
+        assert "; 1 checkpoint failed every attempt (exit status 1)" in out
         assert "evaluated step 1" not in out  # --quiet
         assert "Traceback" not in err  # the CLI reports failed commands itself
 
@@ -185,6 +189,20 @@ class TestEndToEnd:
         code, out, err = finish(process)
         assert code == 1, out + err
         assert "ran past --command-timeout (0.5 s)" in out
+
+    def test_a_directory_that_never_appears_is_said(self, tmp_path: Path) -> None:
+        """Following a directory that does not exist warns once that it does not exist yet, and
+        --timeout ends the run saying nothing was found because it never appeared."""
+        missing = tmp_path / "typo"
+        code, out, err = finish(
+            start_follow("follow", str(missing), "--timeout", "1", "--", "true")
+        )
+        assert code == 0, out + err
+        assert err.count("does not exist yet") == 1, err
+        assert (
+            "ended: no new checkpoint within --timeout; nothing was found: the directory "
+            f"{missing} never appeared"
+        ) in " ".join(out.split())
 
     @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
     def test_a_signal_stops_cleanly_and_a_restart_resumes(
@@ -257,6 +275,24 @@ def _alive(pid: int) -> bool:
 
 
 class TestUsage:
+    def test_poll_interval_0_is_accepted_as_the_library_accepts_it(self, tmp_path: Path) -> None:
+        """--poll-interval 0 (back to back, which FollowOptions accepts) is not a usage error."""
+        code, out, err = finish(
+            start_follow("follow", str(tmp_path), "--poll-interval", "0", "--timeout", "0",
+                         "--", "true")
+        )  # fmt: skip
+        assert code == 0, out + err
+        assert "ended: no new checkpoint within --timeout" in out
+
+    def test_the_docs_list_every_layout(self) -> None:
+        """docs/checkpoints.md's --layout row names every layout the CLI accepts (dcp too)."""
+        from tickwork import Layout
+
+        docs = (Path(__file__).resolve().parents[1] / "docs" / "checkpoints.md").read_text()
+        row = next(line for line in docs.splitlines() if line.startswith("| `--layout "))
+        listed = row.split("`")[1].removeprefix("--layout ").split("\\|")
+        assert listed == [layout.value for layout in Layout]
+
     @pytest.mark.parametrize(
         ("args", "message"),
         [
@@ -379,3 +415,50 @@ class TestTerminal:
         assert "0 evaluated, 0 failed, 0 retried" in drawn
         assert "step 1  model_step_1.pt" in drawn
         assert "\x1b[?25h" in drawn  # the cursor is given back when the live line ends
+
+    def test_the_status_line_says_the_directory_does_not_exist_yet(self, tmp_path: Path) -> None:
+        """While the directory is missing, the live status line says so (not just "waiting")."""
+        from rich.console import Console
+
+        from tickwork._cli._follow_run import FollowConfig, follow
+
+        missing = tmp_path / "later"
+        screen = io.StringIO()
+        console = Console(file=screen, force_terminal=True, width=200, highlight=False)
+        config = FollowConfig(directory=str(missing), command=("true",), options={"timeout": 1})
+        assert follow(config, console) == 0
+        assert f"waiting for {missing} to appear (it does not exist yet)" in screen.getvalue()
+
+
+class TestCommandRunner:
+    def test_a_command_ignoring_sigterm_is_killed_and_that_is_said(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A stop sends the command SIGTERM; one that ignores it gets SIGKILL after the grace
+        period, with a warning naming the command and the signal."""
+        from tickwork._cli._command import CommandInterrupted, CommandRunner
+
+        stop = threading.Event()
+        ignore = (
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(60)"
+        )
+
+        def on_line(checkpoint: Checkpoint, line: str) -> None:
+            if line == "ready":
+                stop.set()
+
+        runner = CommandRunner(
+            [sys.executable, "-c", ignore], str(tmp_path), stop=stop, on_line=on_line,
+            kill_grace=0.2,
+        )  # fmt: skip
+        started = time.monotonic()
+        with (
+            caplog.at_level("WARNING", logger="tickwork"),
+            pytest.raises(CommandInterrupted, match="terminated by a stop"),
+        ):
+            runner(Checkpoint(str(tmp_path / "model_step_1.pt"), step=1))
+        assert time.monotonic() - started < 30
+        (line,) = [r.getMessage() for r in caplog.records if "SIGKILL" in r.getMessage()]
+        assert "was still running 0.2 s after SIGTERM: sent SIGKILL" in line
+        assert os.path.basename(sys.executable) in line

@@ -23,6 +23,7 @@ import linecache
 import re
 import sys
 import threading
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -176,23 +177,36 @@ def _threads(tmp: Path) -> tuple[dict[str, Any], Callable[[dict[str, Any]], None
 
 @setup("coordinator")
 def _coordinator(tmp: Path) -> tuple[dict[str, Any], Callable[[dict[str, Any]], None]]:
-    calls: dict[str, int] = {"fill_queue": 0, "log_metrics": 0, "train_step": 0}
+    """The loader fills a bounded queue that training never empties, so it is blocked waiting
+    for room when the stop (Ctrl-C's request_stop) comes at the 20th step: the example must
+    still end cleanly (no queue.Full from coord.join(), no loader left running)."""
+    calls: dict[str, int] = {"load_batch": 0, "log_metrics": 0, "train_step": 0}
     namespace: dict[str, Any] = {}
 
-    def count(name: str) -> Callable[[], None]:
-        def call() -> None:
-            calls[name] += 1
-            if name == "train_step" and calls[name] == 20:
-                namespace["coord"].request_stop()
+    def load_batch() -> int:
+        calls["load_batch"] += 1
+        return calls["load_batch"]
 
-        return call
+    def log_metrics() -> None:
+        calls["log_metrics"] += 1
 
-    namespace.update({name: count(name) for name in calls})
+    def train_step(batches: Any = None) -> None:
+        calls["train_step"] += 1
+        if batches is not None and calls["train_step"] == 1:
+            limit = time.monotonic() + REAL_WAIT
+            while not batches.full():  # the loader is then blocked on a full queue
+                assert time.monotonic() < limit, "the loader never filled the queue"
+                time.sleep(0.001)  # a bounded look at another thread's progress
+        if calls["train_step"] == 20:
+            namespace["coord"].request_stop()
+
+    namespace.update(load_batch=load_batch, log_metrics=log_metrics, train_step=train_step)
 
     def check(ns: dict[str, Any]) -> None:
         assert calls["train_step"] == 20
-        assert calls["fill_queue"] > 0
+        assert calls["load_batch"] >= 9  # 8 on the queue, one waiting for room at the stop
         assert calls["log_metrics"] > 0
+        assert not ns["loader"].is_alive()
 
     return namespace, check
 

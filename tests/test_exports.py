@@ -117,6 +117,28 @@ class TestPublicModule:
                     undocumented.append(f"{name}.{export}.{attr}")
         assert not undocumented, undocumented
 
+    def test_signatures_carry_no_private_test_seams(self, name: str) -> None:
+        """No exported callable, class or public method takes an underscored parameter
+        (``_storage=``, ``_events=``, ``_own_stop=``): fakes enter by patching a module-level
+        factory, as watchfiles' tests do, not through the public signature."""
+        module = _load(name)
+        seams = []
+        for export in module.__all__:
+            obj = getattr(module, export)
+            if not callable(obj):
+                continue
+            members = [obj]
+            if isinstance(obj, type):
+                public = {k: v for k, v in vars(obj).items() if not k.startswith("_")}
+                members += [v for v in public.values() if callable(v)]
+            for member in members:
+                try:
+                    signature = inspect.signature(member)
+                except (TypeError, ValueError):
+                    continue  # a builtin, or a class without a signature of its own
+                seams += [f"{export}({p})" for p in signature.parameters if p.startswith("_")]
+        assert not seams, seams
+
     def test_all_is_sorted_and_unique(self, name: str) -> None:
         """__all__ lists each name once, sorted, so additions stay reviewable."""
         module = _load(name)

@@ -55,6 +55,20 @@ class TestStop:
             deliver(signal.SIGUSR1)
             assert event.wait(10)
 
+    @pytest.mark.parametrize(
+        ("target", "call"),
+        [(threading.Event(), "Event.set()"), (Coordinator(), "Coordinator.request_stop()")],
+    )
+    def test_the_log_line_names_the_call_not_an_address(
+        self, target: object, call: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The warning a signal logs says what it does (``Event.set()``), not a repr like
+        ``<threading.Event at 0x7f...: unset>``."""
+        with caplog.at_level("WARNING", logger="tickwork"), stop_on_signals(target):
+            deliver(signal.SIGTERM)
+        assert caplog.messages == [f"received SIGTERM: requesting a stop ({call})"]
+        assert " at 0x" not in caplog.text
+
     def test_the_first_signal_is_timed_on_the_blocks_clock(self) -> None:
         """first_received_at is None until a signal comes, then the clock's time of the first
         one (a second signal does not move it)."""

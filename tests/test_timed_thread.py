@@ -225,14 +225,36 @@ class TestLifecycle:
             assert t.thread is not None
             assert t.thread.name == "tickwork:TimedThread(Recorder)"
 
-    def test_abstract_on_interval(self) -> None:
-        """The base class's on_interval raises NotImplementedError naming the class."""
+    def test_a_subclass_without_on_interval_is_refused_when_made(self) -> None:
+        """A subclass that does not define on_interval is refused at construction, naming the
+        class and the method (not started, then failing at every tick)."""
 
         class Forgot(TimedThread):
             pass
 
-        with pytest.raises(NotImplementedError, match="Forgot must implement on_interval"):
-            Forgot(1.0).on_interval()  # type: ignore[abstract]  # on purpose: it forgot
+        with pytest.raises(TypeError, match=r"Forgot must define on_interval\(\)"):
+            Forgot(1.0)  # type: ignore[abstract]  # on purpose: it forgot
+
+    def test_a_subclass_that_forgot_super_init_is_told_so(self) -> None:
+        """A subclass whose __init__ does not call super().__init__ gets an error saying that,
+        not "no attribute 'thread_kwargs'"; it is still an AttributeError (hasattr works)."""
+
+        class NoSuper(TimedThread):
+            def __init__(self, interval: float) -> None:
+                self.every = interval  # super().__init__(interval) forgotten
+
+            def on_interval(self) -> None:
+                pass
+
+        thread = NoSuper(1.0)
+        with pytest.raises(
+            AttributeError,
+            match=r"NoSuper is not set up: its __init__ must call super\(\).__init__\(interval\)",
+        ):
+            thread.start()
+        assert not hasattr(thread, "_lifecycle")
+        with pytest.raises(AttributeError, match="'NoSuper' object has no attribute 'other'"):
+            thread.other  # type: ignore[attr-defined]  # noqa: B018
 
 
 class TestErrors:

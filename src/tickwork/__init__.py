@@ -2,14 +2,16 @@
 
 Timed threads that do not drift (:class:`TimedThread`, :func:`every`), a coordinator that stops a
 group of threads and carries every exception (:class:`Coordinator`, :class:`LooperThread`,
-:func:`stop_on_signals`), on one monotonic clock (:class:`Clock`).
+:func:`stop_on_signals`, :func:`stoppable_put` for a loader on a bounded queue), on one
+monotonic clock (:class:`Clock`).
 
 Checkpoint following for every framework (:func:`checkpoints_iterator`,
 :func:`wait_for_new_checkpoint`, :func:`latest_checkpoint`, :class:`CheckpointFollower`):
 TensorFlow's API, event-driven, never early, never missing a checkpoint when asked; and a
 :class:`SidecarEvaluator` that evaluates every checkpoint beside training, retrying failures and
 ending when training is done; training tells it so, and how it ended, with
-:func:`mark_training_done`.
+:func:`mark_training_done`. Their ``on_progress=`` hook reports what they do as typed
+:class:`ProgressEvent` objects (for a progress bar or your own log lines).
 """
 
 from typing import TYPE_CHECKING
@@ -20,6 +22,7 @@ from ._clock import Waitable as Waitable
 from ._coordinator import Coordinator as Coordinator
 from ._looper import LooperThread as LooperThread
 from ._public import publish as _publish
+from ._queues import stoppable_put as stoppable_put
 from ._schedule import Overrun as Overrun
 from ._signals import SignalStop as SignalStop
 from ._signals import stop_on_signals as stop_on_signals
@@ -46,6 +49,12 @@ _LAZY = {
     "Layout": "._checkpoints._layouts",
     "FollowOptions": "._checkpoints._options",
     "Watch": "._checkpoints._options",
+    "CheckpointFound": "._checkpoints._progress",
+    "Evaluated": "._checkpoints._progress",
+    "Evaluating": "._checkpoints._progress",
+    "FollowingEnded": "._checkpoints._progress",
+    "ProgressEvent": "._checkpoints._progress",
+    "Waiting": "._checkpoints._progress",
     "SidecarEvaluator": "._checkpoints._sidecar",
     "EndReason": "._checkpoints._sidecar_policy",
     "TrainingEnd": "._done_marker",
@@ -75,6 +84,12 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, _LAZY
     from ._checkpoints._layouts import Layout as Layout
     from ._checkpoints._options import FollowOptions as FollowOptions
     from ._checkpoints._options import Watch as Watch
+    from ._checkpoints._progress import CheckpointFound as CheckpointFound
+    from ._checkpoints._progress import Evaluated as Evaluated
+    from ._checkpoints._progress import Evaluating as Evaluating
+    from ._checkpoints._progress import FollowingEnded as FollowingEnded
+    from ._checkpoints._progress import ProgressEvent as ProgressEvent
+    from ._checkpoints._progress import Waiting as Waiting
     from ._checkpoints._sidecar import SidecarEvaluator as SidecarEvaluator
     from ._checkpoints._sidecar_policy import EndReason as EndReason
     from ._done_marker import TrainingEnd as TrainingEnd
@@ -93,20 +108,25 @@ __version__ = "0.1.0"  # the one place the version is written (pyproject reads i
 __all__ = [
     "Checkpoint",
     "CheckpointFollower",
+    "CheckpointFound",
     "CheckpointIterator",
     "CheckpointPattern",
     "Clock",
     "Coordinator",
     "EndReason",
+    "Evaluated",
+    "Evaluating",
     "Evaluation",
     "FollowOptions",
     "FollowerStats",
+    "FollowingEnded",
     "Layout",
     "LooperThread",
     "MonotonicClock",
     "OnError",
     "Outcome",
     "Overrun",
+    "ProgressEvent",
     "SidecarEvaluator",
     "SidecarStats",
     "SignalStop",
@@ -119,6 +139,7 @@ __all__ = [
     "TuningHistory",
     "TuningRecord",
     "Waitable",
+    "Waiting",
     "Watch",
     "checkpoints_iterator",
     "clear_done_marker",
@@ -127,6 +148,7 @@ __all__ = [
     "mark_training_done",
     "read_training_end",
     "stop_on_signals",
+    "stoppable_put",
     "wait_for_new_checkpoint",
 ]
 

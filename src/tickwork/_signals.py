@@ -49,6 +49,13 @@ def _request(target: object) -> Callable[[], None]:
     return lambda: setter()
 
 
+def _describe(target: object) -> str:
+    """How a log line names the stop it requests: the call made (``Event.set()``,
+    ``Coordinator.request_stop()``), never a repr with an address."""
+    method = "request_stop" if callable(getattr(target, "request_stop", None)) else "set"
+    return f"{type(target).__name__}.{method}()"
+
+
 class SignalStop:
     """Context manager made by :func:`stop_on_signals`; ``received`` lists the signals seen."""
 
@@ -103,7 +110,7 @@ class SignalStop:
             self._first_at = self._clock.now()
         first_of_kind = sig not in self._received
         self._received.append(sig)
-        logger.warning("received %s: requesting a stop of %r", sig.name, self._target)
+        logger.warning("received %s: requesting a stop (%s)", sig.name, _describe(self._target))
         self._request()
         previous = self._previous.get(sig)
         if not callable(previous):
@@ -127,9 +134,9 @@ class SignalStop:
         if skipped:
             logger.info(
                 "%s ignored when stop_on_signals() began (a background job?): left ignored, so "
-                "it does not stop %r (override_ignored=True catches it anyway)",
+                "it does not call %s (override_ignored=True catches it anyway)",
                 " and ".join(s.name for s in skipped),
-                self._target,
+                _describe(self._target),
             )
         self._installed = True
         return self

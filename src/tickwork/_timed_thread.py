@@ -36,6 +36,23 @@ logger = logging.getLogger(__name__)
 
 # What threading.Thread accepts that still makes sense here: TimedThread supplies the target.
 _THREAD_KWARGS = frozenset({"name", "group"})
+# What TimedThread.__init__ sets: missing on an instance whose class's __init__ did not call it.
+_SET_BY_INIT = frozenset(
+    {
+        "_interval",
+        "daemon",
+        "thread_kwargs",
+        "_on_error",
+        "_overrun",
+        "_clock",
+        "_external_stop",
+        "_coordinator",
+        "_lifecycle",
+        "_errors",
+        "_log_throttle",
+        "_ticker",
+    }
+)
 
 
 class OnError(str, enum.Enum):
@@ -85,6 +102,11 @@ class TimedThread(RunsInWith):
         stop: StopSignal = None,
         **kwargs: Any,
     ) -> None:
+        if type(self).on_interval is TimedThread.on_interval:  # refused now, not at every tick
+            raise TypeError(
+                f"{type(self).__qualname__} must define on_interval(), the method called every "
+                "interval (or call a function: tickwork.every(interval, fn))"
+            )
         self.interval = interval
         daemon = kwargs.pop("daemon", True)
         if not isinstance(daemon, bool):
@@ -115,6 +137,23 @@ class TimedThread(RunsInWith):
             on_error=self._handle_error,
         )
         _fork.track(self)
+
+    if not TYPE_CHECKING:  # at run time only: type checkers keep rejecting unknown attributes
+
+        def __getattr__(self, name: str) -> Any:
+            # Reached only when normal lookup fails: a subclass whose __init__ forgot
+            # super().__init__(interval) is told so, rather than "no attribute 'thread_kwargs'".
+            # Still an AttributeError, so getattr(obj, name, default) and hasattr() work.
+            if name in _SET_BY_INIT:
+                raise AttributeError(
+                    f"{type(self).__qualname__} is not set up: its __init__ must call "
+                    f"super().__init__(interval) (TimedThread.__init__ sets {name!r})",
+                    name=name,
+                    obj=self,
+                )
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self
+            )
 
     # -- the interval -----------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """Helpers for the checkpoint-following tests: a scripted in-memory storage, a scripted event
-backend, and builders of checkpoint files."""
+backend, the patch that puts them in place of the real ones, and builders of checkpoint files."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import queue
@@ -11,9 +12,34 @@ import threading
 import zipfile
 from collections import Counter
 from collections.abc import Collection, Iterator
+from typing import Any
+from unittest import mock
 
 from tickwork import Waitable
+from tickwork._checkpoints import _follower, _sidecar
+from tickwork._checkpoints._events import EventBackend
 from tickwork._checkpoints._storage import Entry, Storage
+
+
+@contextlib.contextmanager
+def fakes(storage: Storage | None = None, events: EventBackend | None = None) -> Iterator[None]:
+    """While the block runs, followers and evaluators made in it use ``storage`` instead of
+    opening their directory, and ``events`` as their event backend (as watchfiles' tests do:
+    the module-level factories are patched, the public signatures carry no test seams). Both
+    are resolved when the follower is made, so it keeps them after the block."""
+    with contextlib.ExitStack() as stack:
+        if storage is not None:
+
+            def open_fake(directory: object, options: Any = None) -> Storage:
+                return storage
+
+            for module in (_follower, _sidecar):
+                stack.enter_context(mock.patch.object(module, "open_storage", open_fake))
+        if events is not None:
+            stack.enter_context(
+                mock.patch.object(_follower, "default_backend", return_value=events)
+            )
+        yield
 
 
 class MemoryStorage(Storage):

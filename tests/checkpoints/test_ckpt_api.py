@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ckpt_helpers import MemoryStorage, ScriptedEvents, zip_bytes
+from ckpt_helpers import MemoryStorage, ScriptedEvents, fakes, zip_bytes
 
 import tickwork
 from tickwork.testing import FakeClock
@@ -253,15 +253,12 @@ class TestTensorFlowDurations:
             threading.Event(),
         )
         storage.exists_dir = False
-        with tickwork.CheckpointFollower(
-            storage.directory,
-            watch="events",
-            poll_interval=0,
-            stop=stop,
-            clock=clock,
-            _storage=storage,
-            _events=events,
-        ) as follower:
+        with (
+            fakes(storage, events),
+            tickwork.CheckpointFollower(
+                storage.directory, watch="events", poll_interval=0, stop=stop, clock=clock
+            ) as follower,
+        ):
             found: list[object] = []
             thread = threading.Thread(
                 target=lambda: found.append(follower.next_checkpoint()), daemon=True

@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 import pytest
-from ckpt_helpers import MemoryStorage, ScriptedEvents, zip_bytes
+from ckpt_helpers import MemoryStorage, ScriptedEvents, fakes, zip_bytes
 
 from tickwork import CheckpointFollower
 from tickwork.testing import FakeClock
@@ -18,9 +18,8 @@ REAL_WAIT = 10.0  # real seconds a test waits for a thread; reached only on fail
 def follower(
     storage: MemoryStorage, clock: FakeClock, events: ScriptedEvents, **options: Any
 ) -> CheckpointFollower:
-    return CheckpointFollower(
-        storage.directory, watch="events", clock=clock, _storage=storage, _events=events, **options
-    )
+    with fakes(storage, events):
+        return CheckpointFollower(storage.directory, watch="events", clock=clock, **options)
 
 
 class TestEvents:

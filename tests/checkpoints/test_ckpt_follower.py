@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ckpt_helpers import MemoryStorage, safetensors_bytes, tf_state, write_tf, zip_bytes
+from ckpt_helpers import (
+    MemoryStorage,
+    fakes,
+    safetensors_bytes,
+    tf_state,
+    write_tf,
+    zip_bytes,
+)
 
 from tickwork import Checkpoint, CheckpointFollower, CheckpointPattern, Coordinator
 from tickwork._checkpoints._api import CheckpointIterator
@@ -25,7 +32,8 @@ REAL_WAIT = 10.0  # seconds a test waits, in real time, for a thread it started
 
 def follower(storage: MemoryStorage, clock: FakeClock, **options: Any) -> CheckpointFollower:
     options.setdefault("watch", "poll")
-    return CheckpointFollower(storage.directory, clock=clock, _storage=storage, **options)
+    with fakes(storage):
+        return CheckpointFollower(storage.directory, clock=clock, **options)
 
 
 def torch_files(storage: MemoryStorage, *steps: int) -> None:

@@ -10,9 +10,10 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import pytest
+from ckpt_helpers import fakes
 
 import tickwork
-from tickwork._checkpoints import _watching
+from tickwork._checkpoints import _follower
 from tickwork._checkpoints._events import InotifyBackend, WatchfilesBackend, inotify_available
 from tickwork._clock import relayed_stop
 from tickwork._sync import SignalSafeEvent
@@ -160,7 +161,7 @@ class TestDefaults:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
     ) -> None:
         """Where no events exist, watch='auto' polls, with one log line."""
-        monkeypatch.setattr(_watching, "default_backend", lambda: None)
+        monkeypatch.setattr(_follower, "default_backend", lambda: None)
         caplog.set_level(logging.INFO, logger="tickwork._checkpoints._watching")
         with tickwork.CheckpointFollower(tmp_path, poll_interval=0.05) as f:
             assert f.start(timeout=REAL_WAIT)
@@ -173,9 +174,10 @@ class TestDefaults:
     def test_the_watchfiles_backend_still_follows(self, tmp_path: Path) -> None:
         """The backend macOS and Windows use, run here on a real directory."""
         pytest.importorskip("watchfiles")
-        with tickwork.CheckpointFollower(
-            tmp_path, watch="events", settle_secs=0, _events=WatchfilesBackend()
-        ) as f:
+        with (
+            fakes(events=WatchfilesBackend()),
+            tickwork.CheckpointFollower(tmp_path, watch="events", settle_secs=0) as f,
+        ):
             assert f.start(timeout=REAL_WAIT)
             (tmp_path / "model_step_3.safetensors").write_bytes(b"\x02" + b"\x00" * 7 + b"{}")
             found = f.next_checkpoint(timeout=REAL_WAIT)

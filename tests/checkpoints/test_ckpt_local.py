@@ -7,6 +7,7 @@ bounded by a generous limit (``LIMIT``) so a loaded machine only makes them slow
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import threading
 from collections import Counter
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ckpt_helpers import zip_bytes
+from ckpt_helpers import fakes, zip_bytes
 
 import tickwork
 from tickwork import Checkpoint, CheckpointFollower
@@ -177,7 +178,7 @@ class TestEvents:
             for step in range(present):
                 save(directory, step)
             storage = CountingStorage(str(directory))
-            with CheckpointFollower(storage.directory, watch="events", _storage=storage) as f:
+            with fakes(storage), CheckpointFollower(storage.directory, watch="events") as f:
                 assert next_step(f) == present - 1
                 for _ in range(int(LIMIT / 0.05)):  # until the watch is in place and caught up
                     if f.statistics().scans >= 2:
@@ -214,6 +215,31 @@ class TestPolling:
         assert network_filesystem("/mnt/my drive/x", mountinfo) == "fuse.sshfs"
         assert network_filesystem("/var/lib/docker/x", mountinfo) is None
         assert network_filesystem("/home/me/run", mountinfo) is None
+
+
+class TestMissingDirectory:
+    def test_a_missing_directory_is_said_once_then_followed_when_it_appears(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A directory that does not exist (a typo, or not created yet) is waited for, with one
+        warning naming it however many looks find nothing; statistics() says it is missing
+        until it appears, and then it is followed."""
+        run = tmp_path / "not-yet"
+        with (
+            caplog.at_level(logging.INFO, logger="tickwork"),
+            CheckpointFollower(run, watch="poll", poll_interval=0.01) as f,
+        ):
+            for _ in range(3):
+                assert f.next_checkpoint(timeout=0.05) is None
+            assert f.statistics().missing
+            warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+            assert warnings == [f"checkpoint directory {str(run)!r} does not exist yet; "
+                                "waiting for it to appear"]  # fmt: skip
+            run.mkdir()
+            save(run, 3)
+            assert next_step(f) == 3
+            assert not f.statistics().missing
+            assert f"checkpoint directory {str(run)!r} exists now" in caplog.text
 
 
 class TestHold:

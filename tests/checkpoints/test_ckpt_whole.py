@@ -8,7 +8,7 @@ import pickle
 from typing import Any
 
 import pytest
-from ckpt_helpers import MemoryStorage, safetensors_bytes, zip_bytes
+from ckpt_helpers import MemoryStorage, fakes, safetensors_bytes, zip_bytes
 
 from tickwork import CheckpointFollower, Layout
 from tickwork._checkpoints._formats import Structure, check_file
@@ -26,7 +26,8 @@ def check(name: str, data: bytes) -> Structure:
 def follower(storage: MemoryStorage, clock: FakeClock, **options: Any) -> CheckpointFollower:
     options.setdefault("watch", "poll")
     options.setdefault("skip_to_latest", False)
-    return CheckpointFollower(storage.directory, clock=clock, _storage=storage, **options)
+    with fakes(storage):
+        return CheckpointFollower(storage.directory, clock=clock, **options)
 
 
 def drain(f: CheckpointFollower) -> list[int | None]:

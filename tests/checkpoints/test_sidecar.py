@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ckpt_helpers import MemoryStorage, zip_bytes
+from ckpt_helpers import MemoryStorage, fakes, zip_bytes
 
+import tickwork
 from tickwork import (
     Checkpoint,
     Coordinator,
@@ -42,7 +43,8 @@ def evaluator(
     **options: Any,
 ) -> SidecarEvaluator[Any]:
     options.setdefault("watch", "poll")
-    return SidecarEvaluator(storage.directory, evaluate, clock=clock, _storage=storage, **options)
+    with fakes(storage):
+        return SidecarEvaluator(storage.directory, evaluate, clock=clock, **options)
 
 
 class Recorder:
@@ -580,3 +582,45 @@ class TestArguments:
         path.write_text("x")
         with pytest.raises(NotADirectoryError, match="'checkpoint_dir' must be a directory"):
             SidecarEvaluator(path, Recorder())
+
+
+class TestMisspeltKeywords:
+    @pytest.mark.parametrize(
+        ("make", "wrong", "right", "owner"),
+        [
+            (
+                lambda d: SidecarEvaluator(d, print, done_maker="DONE"),  # type: ignore[call-arg]  # misspelt on purpose
+                "done_maker",
+                "done_marker",
+                "SidecarEvaluator()",
+            ),
+            (
+                lambda d: tickwork.checkpoints_iterator(d, skip_to_lates=False),  # type: ignore[call-arg]  # misspelt on purpose
+                "skip_to_lates",
+                "skip_to_latest",
+                "checkpoints_iterator()",
+            ),
+            (
+                lambda d: tickwork.CheckpointFollower(d, poll_intervall=1),  # type: ignore[call-arg]  # misspelt on purpose
+                "poll_intervall",
+                "poll_interval",
+                "CheckpointFollower()",
+            ),
+        ],
+    )
+    def test_an_unknown_keyword_names_the_callee_and_the_close_match(
+        self, tmp_path: Path, make: Callable[[Path], object], wrong: str, right: str, owner: str
+    ) -> None:
+        """A misspelt keyword is blamed on what was called (not FollowOptions.__init__), and
+        the keyword meant is suggested."""
+        with pytest.raises(TypeError) as raised:
+            make(tmp_path)
+        assert str(raised.value) == (
+            f"{owner} got an unexpected keyword argument {wrong!r}; did you mean {right!r}?"
+        )
+        assert "FollowOptions" not in str(raised.value)
+
+    def test_without_a_close_match_no_guess_is_made(self, tmp_path: Path) -> None:
+        """A keyword like nothing it takes gets no suggestion."""
+        with pytest.raises(TypeError, match=r"unexpected keyword argument 'zzz'$"):
+            SidecarEvaluator(tmp_path, print, zzz=1)  # type: ignore[call-arg]

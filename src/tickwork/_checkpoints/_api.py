@@ -26,6 +26,8 @@ from ._options import (
     follow_options,
     takes_settings,
 )
+from ._progress import FollowingEnded, OnProgress, Progress, check_on_progress
+from ._sidecar_policy import EndReason
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -62,8 +64,10 @@ class CheckpointIterator(Iterator[Checkpoint]):
         timeout: float | None,
         timeout_fn: Callable[[], object] | None,
         clock: Clock,
+        on_progress: OnProgress | None = None,
     ) -> None:
         self._follower = follower
+        self._progress = Progress(on_progress, follower.checkpoint_dir, clock)
         self._min_interval = min_interval_secs
         self._timeout = timeout
         self._timeout_fn = timeout_fn
@@ -94,15 +98,16 @@ class CheckpointIterator(Iterator[Checkpoint]):
                 self._last_yield = self._clock.now()
                 return checkpoint
             if follower.stopped:
-                self._finish()
+                self._finish(EndReason.STOPPED)
             if self._timeout_fn is None:
                 logger.info("Timed-out waiting for a checkpoint.")
-                self._finish()
+                self._finish(EndReason.TIMEOUT)
             elif self._timeout_fn():
-                self._finish()
+                self._finish(EndReason.TIMEOUT)
 
-    def _finish(self) -> None:
+    def _finish(self, reason: EndReason = EndReason.STOPPED) -> None:
         self.close()
+        self._progress.send(FollowingEnded(self._follower.checkpoint_dir, reason))
         raise StopIteration
 
     def done(self) -> None:
@@ -149,6 +154,7 @@ def checkpoints_iterator(
     stop: StopArgument = None,
     clock: Clock | None = None,
     options: FollowOptions | None = None,
+    on_progress: OnProgress | None = None,
     **settings: Unpack[FollowSettings],
 ) -> CheckpointIterator:
     """Continuously yield new checkpoints as they appear, like ``tf.train.checkpoints_iterator``.
@@ -175,6 +181,10 @@ def checkpoints_iterator(
             ``settle_secs``, ``latest_filename``, ``storage_options`` (see
             :class:`FollowOptions`).
         stop, clock: see :class:`CheckpointFollower`.
+        on_progress: called with a :class:`ProgressEvent` as the iterator works:
+            :class:`Waiting` (``missing`` while the directory does not exist),
+            :class:`CheckpointFound` for each checkpoint yielded, :class:`FollowingEnded` at the
+            end (timeout or stop). For a progress bar or your own log lines.
 
     Yields:
         :class:`Checkpoint` objects: the checkpoint path as a ``str`` (for TensorFlow layouts
@@ -188,8 +198,13 @@ def checkpoints_iterator(
     timeout = check_lenient_timeout("timeout", timeout)
     if timeout_fn is not None and not callable(timeout_fn):
         raise TypeError(f"'timeout_fn' must be callable or None; got {timeout_fn!r}")
+    on_progress = check_on_progress(on_progress)
     follower = CheckpointFollower(
-        checkpoint_dir, stop=stop, clock=clock, options=follow_options(options, settings)
+        checkpoint_dir,
+        stop=stop,
+        clock=clock,
+        options=follow_options(options, settings),
+        on_progress=on_progress,
     )
     return CheckpointIterator(
         follower,
@@ -197,6 +212,7 @@ def checkpoints_iterator(
         timeout=timeout,
         timeout_fn=timeout_fn,
         clock=check_clock(clock),
+        on_progress=on_progress,
     )
 
 

@@ -117,6 +117,9 @@ class FollowerStats:
         The step of the last checkpoint handed out.
     ``resumed_from``
         The step recorded in the state file at start, when resuming.
+    ``missing``
+        True while the directory does not exist: it has not appeared yet (logged once, as a
+        warning) or it is gone. It is looked for again and again, and followed once it appears.
     """
 
     yielded: int = 0
@@ -131,6 +134,7 @@ class FollowerStats:
     layout: str | None = None
     last_step: int | None = None
     resumed_from: int | None = None
+    missing: bool = False
 
 
 _NAMES = (

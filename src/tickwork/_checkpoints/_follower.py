@@ -31,10 +31,11 @@ from ._checkpoint import Checkpoint, Counters, FollowerStats
 from ._completeness import Judge
 from ._consumer import Holder, ResumeFile, ResumePoint
 from ._directory import Directory, Update
-from ._events import EventBackend, default_backend
+from ._events import default_backend
 from ._layouts import sort_key
 from ._next import Queue
 from ._options import FollowOptions, FollowSettings, Watch, follow_options, takes_settings
+from ._progress import CheckpointFound, OnProgress, Progress, Waiting, check_on_progress
 from ._storage import Storage, open_storage
 from ._tfstate import DEFAULT_STATE_FILENAME
 from ._watching import Watching
@@ -42,7 +43,7 @@ from ._watching import Watching
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["CheckpointFollower", "StopArgument"]
+__all__ = ["CheckpointFollower", "EvaluatorFollower", "StopArgument"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,9 @@ class CheckpointFollower:
     (not both). ``stop``: a :class:`threading.Event` or
     a Coordinator; once set, waits end (within milliseconds) and :meth:`next_checkpoint`
     returns None. ``clock``: the clock to wait on (tests use
-    :class:`tickwork.testing.FakeClock`).
+    :class:`tickwork.testing.FakeClock`). ``on_progress``: called with a :class:`Waiting` event
+    when :meth:`next_checkpoint` starts waiting (again when the directory's ``missing`` changes)
+    and a :class:`CheckpointFound` for each checkpoint handed out (see :class:`ProgressEvent`).
 
     Raises at once for bad arguments (naming the argument), and when ``checkpoint_dir`` exists
     but is a file or cannot be listed.
@@ -81,20 +84,35 @@ class CheckpointFollower:
         stop: StopArgument = None,
         clock: Clock | None = None,
         options: FollowOptions | None = None,
-        _storage: Storage | None = None,
-        _events: EventBackend | None = None,
-        _own_stop: SignalSafeEvent | None = None,
+        on_progress: OnProgress | None = None,
         **settings: Unpack[FollowSettings],
     ) -> None:
-        self._options = options = follow_options(options, settings)
-        storage = _storage or open_storage(checkpoint_dir, options.storage_options)
+        chosen = follow_options(options, settings)
+        storage = open_storage(checkpoint_dir, chosen.storage_options)
+        self._build(storage, stop=stop, clock=clock, options=chosen, on_progress=on_progress)
+
+    def _build(
+        self,
+        storage: Storage,
+        *,
+        stop: StopArgument,
+        clock: Clock | None,
+        options: FollowOptions,
+        on_progress: OnProgress | None,
+        own_stop: SignalSafeEvent | None = None,
+    ) -> None:
+        """The constructor's work, on ``storage`` (opened by the caller), with the owner's own
+        stop beside the user's (see :class:`EvaluatorFollower`)."""
+        self._options = options
         self._clock = check_clock(clock)
         if storage.remote and options.watch is Watch.EVENTS:
             raise ValueError(
                 f"'watch' must be 'auto' or 'poll' for a remote directory ({storage.directory!r}:"
                 " filesystem events do not exist there); got 'events'"
             )
-        if options.watch is Watch.EVENTS and _events is None and default_backend() is None:
+        # Resolved here, once: tests replace the module-level factory with scripted events.
+        backend = None if storage.remote else default_backend()
+        if options.watch is Watch.EVENTS and backend is None:
             raise ImportError(
                 "watch='events' needs inotify (Linux) or watchfiles (pip install watchfiles)"
             )
@@ -110,13 +128,17 @@ class CheckpointFollower:
         self._max_poll_interval = ceiling
         self._storage = storage
         user_stop = as_waitable(stop)
-        self._stop: Waitable | None = any_stop(user_stop, _own_stop)
+        self._stop: Waitable | None = any_stop(user_stop, own_stop)
         # What waits wait on: one tickwork event, set by any stop (no polling while idle).
-        self._relay = relayed_stop(user_stop, _own_stop, name=storage.directory)
+        self._relay = relayed_stop(user_stop, own_stop, name=storage.directory)
         self._state_filename = options.latest_filename or DEFAULT_STATE_FILENAME
         self._holder = Holder(storage.directory, options.hold_dir) if options.hold else None
         self._counters = Counters()
         self._errors = ErrorLog()
+        self._progress = Progress(
+            check_on_progress(on_progress), storage.directory, self._clock, self._errors
+        )
+        self._waiting_said: bool | None = None  # the `missing` of the Waiting event sent last
         self._closed = False
         self._retry_now = False
         self._current: Checkpoint | None = None
@@ -165,7 +187,7 @@ class CheckpointFollower:
             stop=self._relay.event,
             counters=self._counters,
             errors=self._errors,
-            backend=_events,
+            backend=backend,
             poll_stop=self._stop,  # a poll's wait blocks on the stop itself: one hop fewer
         )
         _fork.track(self)
@@ -232,6 +254,7 @@ class CheckpointFollower:
                 return found
             if self._retry_now:
                 continue
+            self._say_waiting()
             if deadline is not None and self._clock.now() >= deadline:
                 return None
             self._sleep(deadline)
@@ -318,6 +341,7 @@ class CheckpointFollower:
             **self._counters.snapshot(),
             pending=self._judge.pending,
             mode=self._watching.mode,
+            missing=self._watching.missing,
             layout=self.layout,
             last_step=self._last_step,
             resumed_from=None if self._resumed is None else self._resumed.step,
@@ -389,6 +413,13 @@ class CheckpointFollower:
             self._take(directory.read_state_if_changed())
             self._judge.process(recheck_pending=seen.polled)
 
+    def _say_waiting(self) -> None:
+        """A :class:`Waiting` event when waiting begins, or the directory comes or goes."""
+        missing = self._watching.missing
+        if self._waiting_said is not missing:
+            self._waiting_said = missing
+            self._progress.send(Waiting(self._storage.directory, missing=missing))
+
     def _take(self, update: Update) -> None:
         self._queue.note(update)  # before the judge forgets the statuses of removed ones
         self._judge.note(update)
@@ -419,6 +450,8 @@ class CheckpointFollower:
         self._current = checkpoint
         self._current_point = ResumePoint(candidate.key, candidate.step, checkpoint.source)
         logger.info("checkpoint %r (step %s) is complete", checkpoint.source, candidate.step)
+        self._waiting_said = None
+        self._progress.send(CheckpointFound(self._storage.directory, checkpoint))
         return checkpoint
 
     # -- fork safety ------------------------------------------------------------------------------
@@ -432,3 +465,28 @@ class CheckpointFollower:
         self._judge.error_log.reinit_after_fork()
         self._relay.after_fork_in_child()
         self._watching.after_fork_in_child()
+
+
+class EvaluatorFollower(CheckpointFollower):
+    """The follower a :class:`tickwork.SidecarEvaluator` makes: on the evaluator's storage (it
+    looks for the done marker through it too), with the evaluator's own stop beside the user's.
+    Not public: :class:`CheckpointFollower`'s signature carries no such arguments."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        stop: StopArgument,
+        own_stop: SignalSafeEvent,
+        clock: Clock | None,
+        options: FollowOptions,
+        on_progress: OnProgress | None,
+    ) -> None:
+        self._build(
+            storage,
+            stop=stop,
+            clock=clock,
+            options=options,
+            on_progress=on_progress,
+            own_stop=own_stop,
+        )

@@ -7,12 +7,14 @@ follower. Its field defaults are the defaults of every one of those; nothing res
 
 from __future__ import annotations
 
+import difflib
 import enum
+import functools
 import inspect
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, fields
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypedDict, TypeVar, cast
 
 from .._validate import check_choice, check_nonnegative, check_optional_nonnegative
 from ._layouts import CheckpointPattern, Layout
@@ -157,9 +159,20 @@ def _annotation(hint: object) -> object:
     return getattr(hint, "__forward_arg__", hint)  # a TypedDict keeps its hints as ForwardRefs
 
 
+def unknown_keyword(owner: str, name: str, accepted: Iterable[str]) -> TypeError:
+    """The error for a keyword ``owner`` does not take, naming the owner (not the record the
+    settings are passed on to) and the closest keyword it does take."""
+    close = difflib.get_close_matches(name, sorted(accepted), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return TypeError(f"{owner} got an unexpected keyword argument {name!r}{hint}")
+
+
 def takes_settings(**defaults: object) -> Callable[[_F], _F]:
     """Show ``**settings`` in the signature (``help()``, ``inspect``) as the keyword-only
-    arguments of :class:`FollowOptions`, with their defaults (or the caller's ``defaults``)."""
+    arguments of :class:`FollowOptions`, with their defaults (or the caller's ``defaults``), and
+    refuse a keyword that is neither a setting nor an argument of the function, naming the
+    function and the closest keyword (``done_maker`` -> ``done_marker``) rather than leaving
+    :class:`FollowOptions` to be blamed for it."""
 
     def decorate(func: _F) -> _F:
         signature = inspect.signature(func)
@@ -174,9 +187,21 @@ def takes_settings(**defaults: object) -> Callable[[_F], _F]:
             )
             for f in fields(FollowOptions)
         ]
-        func.__signature__ = signature.replace(  # type: ignore[attr-defined]
-            parameters=[*params[:at], *settings, *params[at:]]
-        )
-        return func
+        shown = signature.replace(parameters=[*params[:at], *settings, *params[at:]])
+        accepted = frozenset(shown.parameters)
+        qualname = func.__qualname__
+        owner = (
+            qualname[: -len(".__init__")] if qualname.endswith(".__init__") else qualname
+        ) + "()"
+
+        @functools.wraps(func)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            for name in kwargs:
+                if name not in accepted:
+                    raise unknown_keyword(owner, name, accepted - {"self"})
+            return func(*args, **kwargs)
+
+        checked.__signature__ = shown  # type: ignore[attr-defined]
+        return cast(_F, checked)
 
     return decorate

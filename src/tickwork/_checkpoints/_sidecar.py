@@ -25,12 +25,12 @@ from .._timed_thread import OnError
 from .._validate import check_choice, check_int, check_optional_nonnegative
 from ._checkpoint import Checkpoint
 from ._evaluation import Evaluation, RunState, SidecarStats
-from ._events import EventBackend
-from ._follower import CheckpointFollower, StopArgument
+from ._follower import EvaluatorFollower, StopArgument
 from ._options import FollowOptions, FollowSettings, follow_options, takes_settings
+from ._progress import FollowingEnded, OnProgress, Progress, check_on_progress
 from ._sidecar_loop import EvaluationLoop
 from ._sidecar_policy import EndReason, EndRules, RetryPolicy, check_done_marker, check_retry_on
-from ._storage import Storage, open_storage
+from ._storage import open_storage
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -77,6 +77,11 @@ class SidecarEvaluator(RunsInWith, Generic[T]):
             ``"continue"`` (default) goes on with the next; ``"stop"`` ends the evaluator.
         on_result: called with each :class:`Evaluation` once its checkpoint is finished
             (evaluated, failed, or deleted between attempts), in the evaluator's thread.
+        on_progress: called with a :class:`ProgressEvent` each time what the evaluator does
+            changes: :class:`Waiting` (with ``missing`` while the directory does not exist),
+            :class:`CheckpointFound`, :class:`Evaluating` (each attempt), :class:`Evaluated`
+            (each finished checkpoint) and :class:`FollowingEnded`; in the evaluator's thread.
+            For a progress bar or your own log lines, with or without logging configured.
         keep_results: how many of the latest :class:`Evaluation` records :meth:`results` keeps.
         stop: a :class:`threading.Event` or a Coordinator; once set, the evaluator ends (any wait
             within 50 ms; an ``evaluate`` call in progress is not interrupted).
@@ -117,14 +122,13 @@ class SidecarEvaluator(RunsInWith, Generic[T]):
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
         on_error: OnError | str = OnError.CONTINUE,
         on_result: Callable[[Evaluation[T]], object] | None = None,
+        on_progress: OnProgress | None = None,
         keep_results: int = 1000,
         stop: StopArgument = None,
         name: str | None = None,
         daemon: bool = True,
         clock: Clock | None = None,
         options: FollowOptions | None = None,
-        _storage: Storage | None = None,
-        _events: EventBackend | None = None,
         **settings: Unpack[FollowSettings],
     ) -> None:
         if not callable(evaluate):
@@ -137,6 +141,7 @@ class SidecarEvaluator(RunsInWith, Generic[T]):
             )
         if on_result is not None and not callable(on_result):
             raise TypeError(f"'on_result' must be callable or None; got {on_result!r}")
+        on_progress = check_on_progress(on_progress)
         if name is not None and (not isinstance(name, str) or not name):
             raise TypeError(f"'name' must be a non-empty str or None; got {name!r}")
         if not isinstance(daemon, bool):
@@ -152,7 +157,7 @@ class SidecarEvaluator(RunsInWith, Generic[T]):
         )
         follow = follow_options(options, settings, _SIDECAR_DEFAULTS)
         user_stop = as_waitable(stop)
-        storage = _storage or open_storage(checkpoint_dir, follow.storage_options)
+        storage = open_storage(checkpoint_dir, follow.storage_options)
         self._lifecycle = ThreadLifecycle(
             self,
             once=True,
@@ -162,19 +167,19 @@ class SidecarEvaluator(RunsInWith, Generic[T]):
         self._own_stop = self._lifecycle.stop_event
         stop_either = any_stop(self._own_stop, user_stop)
         assert stop_either is not None
-        follower = CheckpointFollower(
-            checkpoint_dir,
+        follower = EvaluatorFollower(
+            storage,
             stop=user_stop,
-            _own_stop=self._own_stop,
+            own_stop=self._own_stop,
             clock=clock_,
             options=follow,
-            _storage=storage,
-            _events=_events,
+            on_progress=on_progress,
         )
         self._follower = follower
         self.name = name or f"SidecarEvaluator({follower.checkpoint_dir})"
         self._state = RunState()
         self._errors = ErrorLog()
+        self._progress = Progress(on_progress, follower.checkpoint_dir, clock_, self._errors)
         self._loop = EvaluationLoop(
             name=self.name,
             follower=follower,
@@ -185,6 +190,7 @@ class SidecarEvaluator(RunsInWith, Generic[T]):
             retry_on=retry_types,
             on_error=on_error,
             on_result=on_result,
+            progress=self._progress,
             timeout_fn=timeout_fn,
             done_marker=marker,
             stop=stop_either,
@@ -309,11 +315,13 @@ class SidecarEvaluator(RunsInWith, Generic[T]):
             reason = self._loop.run()
         except BaseException:
             self._state.end(EndReason.ERROR)
+            self._progress.send(FollowingEnded(self.checkpoint_dir, EndReason.ERROR))
             raise
         finally:
             self._follower.close()
         self._state.end(reason)
         logger.info("%s: ended (%s); %s", self.name, reason.value, self.statistics())
+        self._progress.send(FollowingEnded(self.checkpoint_dir, reason))
 
     # -- fork safety ------------------------------------------------------------------------------
 

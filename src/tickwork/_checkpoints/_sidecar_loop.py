@@ -18,6 +18,7 @@ from .._timed_thread import OnError
 from ._checkpoint import Checkpoint
 from ._evaluation import Evaluation, Outcome, RunState
 from ._follower import CheckpointFollower
+from ._progress import Evaluated, Evaluating, Progress
 from ._sidecar_policy import (
     AfterFailure,
     EndReason,
@@ -56,6 +57,7 @@ class EvaluationLoop(Generic[T]):
     retry_on: tuple[type[BaseException], ...]
     on_error: OnError
     on_result: Callable[[Evaluation[T]], object] | None
+    progress: Progress
     timeout_fn: Callable[[], object] | None
     done_marker: str | None
     stop: Waitable
@@ -165,6 +167,7 @@ class EvaluationLoop(Generic[T]):
         while True:
             attempts += 1
             self.state.begin(checkpoint, attempts)
+            self.progress.send(Evaluating(self.progress.checkpoint_dir, checkpoint, attempts))
             logger.info(
                 "%s: evaluating %r (step %s), attempt %d",
                 self.name,
@@ -285,6 +288,7 @@ class EvaluationLoop(Generic[T]):
                 add_note(exc, f"raised by on_result() for {record.checkpoint.path!r}")
                 self.errors.record(exc)
                 logger.error("%s: on_result() raised", self.name, exc_info=True)
+        self.progress.send(Evaluated(self.progress.checkpoint_dir, record))
         if record.outcome is Outcome.DELETED:
             return None
         return end_after_checkpoint(self.rules, finished, record.step)

@@ -19,7 +19,7 @@ from .._clock import Clock, Waitable, any_stop
 from .._errors import ErrorLog, LogThrottle
 from .._sync import SignalSafeEvent
 from ._checkpoint import Counters
-from ._events import EventBackend, EventWatcher, default_backend
+from ._events import EventBackend, EventWatcher
 from ._options import Watch
 from ._storage import Entry, Storage, changed_names, network_filesystem
 
@@ -93,6 +93,9 @@ class Watching:
         self._closed = False
         self.mode = "waiting"
         self.present = False
+        # True while a look finds no directory (not created yet, or gone); said once, as a warning.
+        self.missing = False
+        self._said_missing = False
         self._caught_up = False
         self._last_listing: dict[str, Entry] = {}
         now = clock.now()
@@ -127,6 +130,7 @@ class Watching:
                 return seen
             self._next_probe = now + self._probe_interval()
             if not self._storage.probe():
+                self._note_missing()
                 if self._storage.remote:  # back off while the prefix does not exist either
                     self._interval = next_poll_interval(
                         self._interval,
@@ -161,11 +165,23 @@ class Watching:
             return _MISSING_PROBE  # 0 is back to back only for polling; never a busy wait here
         return min(self._poll_interval, _MISSING_PROBE)
 
+    def _note_missing(self) -> None:
+        self.missing = True
+        if not self._said_missing:  # once per follower: a typo is not waited for in silence
+            self._said_missing = True
+            logger.warning(
+                "checkpoint directory %r does not exist yet; waiting for it to appear",
+                self._storage.directory,
+            )
+
     def _start_following(self, seen: Observation) -> None:
+        directory = self._storage.directory
+        if self.missing:
+            logger.info("checkpoint directory %r exists now; following it", directory)
+        self.missing = False
         self.present = True
         seen.appeared = True
-        directory = self._storage.directory
-        backend = self._backend or default_backend()
+        backend = self._backend  # the follower's choice (None: no events here)
         if self._storage.remote:
             logger.info(
                 "%r is remote storage (no filesystem events): polling every %g s, backing off "
@@ -244,6 +260,7 @@ class Watching:
 
     def _lost(self, seen: Observation) -> None:
         logger.warning("checkpoint directory %r is gone; waiting for it", self._storage.directory)
+        self._said_missing = True  # just said
         self.present = False
         self.mode = "waiting"
         watcher, self._watcher = self._watcher, None

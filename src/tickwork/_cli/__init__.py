@@ -12,7 +12,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tickwork`` script."""
     try:
         from ._app import cli
-    except ImportError as exc:  # click, rich or numpy missing
+    except ImportError as exc:  # click or rich missing
         sys.stderr.write(
             f"tickwork's command line needs the 'cli' extra ({exc.name} is missing): "
             "pip install 'tickwork[cli]'\n"

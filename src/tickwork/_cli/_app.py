@@ -10,10 +10,16 @@ import click
 from rich.text import Text
 
 from ._console import console as console_for
-from ._demo import DemoConfig, run_demo
+from ._demo_config import DemoConfig
 from ._follow import follow_command
 
 __all__ = ["cli"]
+
+
+class _MissingExtra(click.ClickException):
+    """A sub-command whose extra is not installed: one line naming it, exit status 2."""
+
+    exit_code = 2
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,6 +86,14 @@ def demo(
         workdir=workdir,
         inject_failure=inject_failure,
     )
+    try:
+        # numpy (the `demo` extra) is imported here only: every other command starts without it.
+        from ._demo import run_demo
+    except ImportError as exc:
+        raise _MissingExtra(
+            f"tickwork demo needs the 'demo' extra ({exc.name} is missing): "
+            "pip install 'tickwork[cli,demo]'"
+        ) from exc
     result = run_demo(config, console)
     if not result.ok:
         console.print(Text.assemble(("demo failed: ", "bold red"), "; ".join(result.failures)))

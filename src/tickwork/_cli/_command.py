@@ -15,6 +15,7 @@ seconds) and raises :class:`CommandInterrupted`.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -37,6 +38,8 @@ __all__ = [
     "check_program",
     "substitute",
 ]
+
+logger = logging.getLogger(__name__)
 
 PLACEHOLDERS = ("{checkpoint}", "{step}", "{dir}", "{name}")
 _POLL = 0.05  # seconds between looks at the command while it runs (on the stop signal's wait)
@@ -174,11 +177,11 @@ class CommandRunner:
             while process.poll() is None:
                 if self._stop.is_set():
                     interrupted = True
-                    self._end(process)
+                    self._end(process, program)
                     break
                 if self._timeout is not None and MONOTONIC.now() - started > self._timeout:
                     timed_out = True
-                    self._end(process)
+                    self._end(process, program)
                     break
                 MONOTONIC.wait(self._stop, _POLL)
         except BaseException:  # a second Ctrl-C (KeyboardInterrupt): leave nothing running
@@ -213,7 +216,7 @@ class CommandRunner:
                 if self._on_line is not None:
                     self._on_line(checkpoint, line)
 
-    def _end(self, process: subprocess.Popen[str]) -> None:
+    def _end(self, process: subprocess.Popen[str], program: str) -> None:
         """SIGTERM to the command's process group (its children too), then SIGKILL if it is
         still there after the grace period."""
         _signal(process, signal.SIGTERM)
@@ -221,6 +224,14 @@ class CommandRunner:
         while process.poll() is None and MONOTONIC.now() < deadline:
             MONOTONIC.wait(None, _POLL)  # the stop is already set: a plain timed wait
         if process.poll() is None:
+            logger.warning(
+                "the command %r (pid %d) was still running %g s after SIGTERM: sent %s to its "
+                "process group",
+                program,
+                process.pid,
+                self._kill_grace,
+                signal.Signals(_KILL).name,
+            )
             _signal(process, _KILL)
             process.wait()
 

@@ -44,6 +44,7 @@ from .. import (
     stop_on_signals,
 )
 from .._naming import THREAD_PREFIX, thread_name
+from ._demo_config import DemoConfig
 from ._demo_report import summary
 from ._toy import Array, Blobs, Mlp
 
@@ -58,18 +59,6 @@ _PROBE_SIZE = 512  # samples in the per-call metrics sync
 
 class InjectedFailure(RuntimeError):
     """Raised on purpose by --inject-failure."""
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    steps: int = 40000
-    seed: int = 0
-    batch: int = 128
-    report_every: float = 1.0
-    checkpoint_every: int = 4000
-    loaders: int = 2
-    workdir: Path | None = None
-    inject_failure: str | None = None
 
 
 @dataclass

@@ -168,11 +168,12 @@ Example:
 )
 @click.option(
     "--poll-interval",
-    type=_POSITIVE_SECONDS,
+    type=_SECONDS,
     default=_F.poll_interval,
     show_default=True,
     metavar="SECONDS",
-    help="Seconds between listings when polling; the done marker is looked for as often.",
+    help="Seconds between listings when polling (0: back to back, as the library allows); the "
+    "done marker is looked for as often.",
 )
 @click.option(
     "--max-poll-interval",

@@ -35,12 +35,17 @@ from rich.text import Text
 
 from .. import (
     Checkpoint,
+    CheckpointFound,
     EndReason,
+    Evaluated,
+    Evaluating,
     Evaluation,
     FollowOptions,
     Outcome,
+    ProgressEvent,
     SidecarEvaluator,
     SidecarStats,
+    Waiting,
     stop_on_signals,
 )
 from .._checkpoints._sidecar_policy import RetryPolicy
@@ -67,7 +72,7 @@ EXIT_STALLED = 3
 
 _LOOP_LOGGER = "tickwork._checkpoints._sidecar_loop"
 _ENDINGS = {
-    EndReason.DONE: "training is done (done marker) and every checkpoint was evaluated",
+    EndReason.DONE: "training is done (done marker)",
     EndReason.TIMEOUT: "no new checkpoint within --timeout",
     EndReason.STALLED: "no new checkpoint within --stall: training seems to have died",
     EndReason.MAX_EVALUATIONS: "--max-evaluations reached",
@@ -146,7 +151,9 @@ def _step(checkpoint: Checkpoint) -> str:
 
 
 class _Reporter:
-    """Prints what happens: command output, failed attempts, finished checkpoints, status."""
+    """Prints what happens: command output, failed attempts, finished checkpoints, status. The
+    evaluator's progress events (``on_progress``) drive it: the result lines and the status
+    line's "doing" part come from them, the counts from the evaluator's statistics."""
 
     def __init__(
         self, console: Console, config: FollowConfig, policy: RetryPolicy, stop: threading.Event
@@ -158,6 +165,13 @@ class _Reporter:
         self.evaluator: SidecarEvaluator[Any] | None = None
         self.runner: CommandRunner | None = None
         self._spinner = Spinner("dots", text="starting")
+        self._last: ProgressEvent | None = None  # the latest event: what is being done
+
+    def progress(self, event: ProgressEvent) -> None:
+        """The evaluator's ``on_progress``: note what it does; print each finished checkpoint."""
+        self._last = event
+        if isinstance(event, Evaluated):
+            self.result(event.evaluation)
 
     def line(self, checkpoint: Checkpoint, line: str) -> None:
         if not self.config.quiet:
@@ -208,11 +222,15 @@ class _Reporter:
         if evaluator is None or runner is None:
             return self._spinner
         stats = evaluator.statistics()
-        current = stats.current
-        if current is not None:
+        event = self._last
+        if isinstance(event, Evaluating):
             started = runner.started_at
             took = f" {MONOTONIC.now() - started:.1f} s" if started is not None else ""
-            doing = f"evaluating step {_step(current)} (attempt {stats.attempt}){took}"
+            doing = f"evaluating step {_step(event.checkpoint)} (attempt {event.attempt}){took}"
+        elif isinstance(event, CheckpointFound):
+            doing = f"found step {_step(event.checkpoint)}"
+        elif isinstance(event, Waiting) and event.missing:
+            doing = f"waiting for {self.config.directory} to appear (it does not exist yet)"
         elif stats.done_seen:
             doing = "training is done: evaluating what is left"
         else:
@@ -240,7 +258,7 @@ def follow(config: FollowConfig, console: Console) -> int:
             config.directory,
             runner,
             stop=stop,
-            on_result=reporter.result,
+            on_progress=reporter.progress,
             name=thread_name(f"follow ({config.directory})"),
             options=config.follow,
             max_attempts=policy.max_attempts,
@@ -290,14 +308,10 @@ def _summary(
     status: int,
     received: Sequence[signal.Signals],
 ) -> None:
-    reason = stats.end_reason
-    ending = _ENDINGS.get(reason, str(reason)) if reason is not None else "?"
-    if received:
-        ending = f"stopped by {received[0].name}"
-    elif reason is EndReason.DONE and config.options.get("done_marker"):
-        ending += f"; {_training_end(config)}"
+    ending = _ending(config, stats, received)
+    missing = _missing(config, stats)
     table = Table(title="tickwork follow", show_header=False)
-    table.add_row("directory", config.directory)
+    table.add_row("directory", config.directory + (" (does not exist)" if missing else ""))
     table.add_row("command", " ".join(config.command))
     table.add_row("ended", ending)
     table.add_row("evaluated", str(stats.evaluated))
@@ -320,6 +334,41 @@ def _summary(
         )
     style = "bold green" if status == EXIT_OK else "bold red"
     console.print(Text.assemble(("ended: ", style), f"{ending} (exit status {status})"))
+
+
+def _ending(config: FollowConfig, stats: SidecarStats, received: Sequence[signal.Signals]) -> str:
+    """Why the run ended and what was left undone, as the last line says it: "every checkpoint
+    was evaluated" only when none failed and none was deleted first."""
+    reason = stats.end_reason
+    ending = _ENDINGS.get(reason, str(reason)) if reason is not None else "?"
+    if received:
+        ending = f"stopped by {received[0].name}"
+    elif reason is EndReason.DONE:
+        if not (stats.failed or stats.deleted_before_reached):
+            ending += " and every checkpoint was evaluated"
+        if config.options.get("done_marker"):
+            ending += f"; {_training_end(config)}"
+    if stats.failed and reason is not EndReason.FAILED:
+        ending += f"; {_count(stats.failed, 'checkpoint')} failed every attempt"
+    if stats.deleted_before_reached:
+        ending += f"; {_count(stats.deleted_before_reached, 'checkpoint')} deleted before evaluated"
+    missing = _missing(config, stats)
+    if missing:
+        ending += f"; {missing}"
+    return ending
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _missing(config: FollowConfig, stats: SidecarStats) -> str:
+    """What the summary says of a directory missing at the end ("" when it is there)."""
+    if not stats.follower.missing:
+        return ""
+    if stats.follower.scans == 0:
+        return f"nothing was found: the directory {config.directory} never appeared"
+    return f"the directory {config.directory} is gone"
 
 
 def _training_end(config: FollowConfig) -> str:
