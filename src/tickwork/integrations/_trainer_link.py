@@ -346,10 +346,9 @@ class TrainerLink:
         )
         self.coordinator = coord
         self._rank = coord.rank
-        self._forward = self._user_stop
-        if self._stop_target is not None:
-            forward_target = self._stop_target
-            self._forward = forward_target.should_stop
+        # A local stop (an Event, a local Coordinator) is forwarded to every rank.
+        target = self._stop_target
+        self._forward = target.should_stop if target is not None else self._user_stop
         self._user_stop = None
         self._stop_at = coord.should_stop_at
         self._stop_target = coord
@@ -529,7 +528,13 @@ class TrainerLink:
         failed = isinstance(error, Exception) or _failing(coord)
         try:
             if isinstance(error, Exception):
-                coord.request_stop(error)  # into the job's log, for every rank
+                try:
+                    coord.request_stop(error)  # into the job's log, for every rank
+                except Exception as raised:
+                    if raised is not error:
+                        raise
+                    # the user's Coordinator was joined already: it reports by raising
+                    logger.info("the Coordinator was joined already; %s is not posted", error)
             if is_saver and failed:
                 first = first_failure(coord, error)
                 if first is not error and first is not None:
