@@ -25,6 +25,17 @@ import transformers
 import tickwork.distributed
 from tickwork.integrations.transformers import TickworkCallback
 
+
+def record(sync_dir: str, what: dict[str, Any]) -> None:
+    """This rank's record, as ``SYNC_DIR/record-rank<r>.json`` (renamed into place: the ranks
+    share stdout, where two lines can interleave)."""
+    path = os.path.join(sync_dir, f"record-rank{what['rank']}.json")
+    with open(path + ".tmp", "w") as file:
+        json.dump(what, file)
+    os.replace(path + ".tmp", path)
+    print(json.dumps(what), flush=True)
+
+
 WAIT = 60.0  # seconds a rank waits for the test's signal to reach it; reached only on failure
 
 
@@ -97,16 +108,14 @@ def train(mode: str, run_dir: str, sync_dir: str, user: Any) -> None:
     try:
         trainer.train()
     finally:
-        print(
-            json.dumps(
-                {
-                    "rank": int(os.environ["RANK"]),
-                    "final_checkpoint": callback.final_checkpoint,
-                    "stopped": callback.stopped,
-                    "global_step": trainer.state.global_step,
-                }
-            ),
-            flush=True,
+        record(
+            sync_dir,
+            {
+                "rank": int(os.environ["RANK"]),
+                "final_checkpoint": callback.final_checkpoint,
+                "stopped": callback.stopped,
+                "global_step": trainer.state.global_step,
+            },
         )
 
 

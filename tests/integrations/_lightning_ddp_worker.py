@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 import warnings
+from typing import Any
 
 warnings.simplefilter("ignore")  # Lightning's advice about num_workers and loggers
 
@@ -30,6 +31,18 @@ from tickwork.integrations.lightning import TickworkCallback  # noqa: E402
 mode, run_dir, sync_dir, coord_mode = sys.argv[1:5]
 logging.getLogger("tickwork").setLevel(logging.INFO)  # what tickwork did goes into the output
 logging.getLogger("tickwork").addHandler(logging.StreamHandler())
+
+
+def record(sync_dir: str, what: dict[str, Any]) -> None:
+    """This rank's record, as ``SYNC_DIR/record-rank<r>.json`` (renamed into place: the ranks
+    share stdout, where two lines can interleave)."""
+    path = os.path.join(sync_dir, f"record-rank{what['rank']}.json")
+    with open(path + ".tmp", "w") as file:
+        json.dump(what, file)
+    os.replace(path + ".tmp", path)
+    print(json.dumps(what), flush=True)
+
+
 WAIT = 60.0  # seconds a rank waits for the test's signal to reach it; reached only on failure
 
 
@@ -108,17 +121,15 @@ def main() -> None:
     finally:
         if module.user_coord is not None:
             module.user_coord.close(5.0)
-        print(
-            json.dumps(
-                {
-                    "rank": trainer.global_rank,
-                    "raised": raised,
-                    "final_checkpoint": callback.final_checkpoint,
-                    "stopped": callback.stopped,
-                    "global_step": trainer.global_step,
-                }
-            ),
-            flush=True,
+        record(
+            sync_dir,
+            {
+                "rank": trainer.global_rank,
+                "raised": raised,
+                "final_checkpoint": callback.final_checkpoint,
+                "stopped": callback.stopped,
+                "global_step": trainer.global_step,
+            },
         )
 
 

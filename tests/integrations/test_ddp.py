@@ -86,7 +86,7 @@ def run_job(
 ) -> tuple[int, str, list[dict[str, Any]]]:
     """Run a 2-rank job; with ``target`` (``"0"``, ``"1"`` or ``"launcher"``), send ``signum``
     there once both ranks wait in their 7th step. Returns (exit status, output, each rank's
-    JSON record)."""
+    record, from SYNC_DIR/record-rank<r>.json)."""
     sync.mkdir(parents=True)
     job = subprocess.Popen(
         _command(trainer, mode, run, sync, coord),
@@ -119,7 +119,7 @@ def run_job(
         _kill_group(job)  # whatever is left of it (nothing, when it ended)
         if job.poll() is None:
             job.communicate()
-    records = [json.loads(line) for line in out.splitlines() if line.startswith('{"rank"')]
+    records = [json.loads(path.read_text()) for path in sync.glob("record-rank*.json")]
     return job.returncode, out, sorted(records, key=lambda r: r["rank"])
 
 
