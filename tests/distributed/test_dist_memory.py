@@ -215,6 +215,93 @@ class TestDeadRanks:
             clock.advance(1.0)
         assert not coords[0].should_stop()
 
+    def _failing_host_and_peer(
+        self, clock: FakeClock
+    ) -> tuple[Coordinator, Coordinator, threading.Thread, list[float]]:
+        """Ranks 0 (hosts the store) and 1 of 3; rank 2 never beats, so both fail with
+        RankDiedError. Then rank 0 closes on a thread; ``closed`` gets the fake time it returned."""
+        store = MemoryStore()
+        self._fake_peer(store, 2, 3)
+        made: dict[int, Coordinator] = {}
+
+        def make(rank: int) -> None:
+            made[rank] = Coordinator(
+                store.clone(),
+                rank=rank,
+                world_size=3,
+                heartbeat_timeout=5.0,
+                heartbeat_interval=1.0,
+                hosts_store=rank == 0,
+                clock=clock,
+            )
+
+        builders = [threading.Thread(target=make, args=(r,)) for r in (0, 1)]
+        for t in builders:
+            t.start()
+        for t in builders:
+            t.join(TIMEOUT)
+        host, peer = made[0], made[1]
+        for _ in range(20):
+            if host.should_stop() and peer.should_stop():
+                break
+            clock.wait_for_sleepers(4)
+            clock.advance(1.0)
+        wait_for(lambda: host.should_stop() and peer.should_stop(), "rank 2 declared dead")
+        closed: list[float] = []
+
+        def close_host() -> None:
+            host.close(timeout=60)
+            closed.append(clock.now())
+
+        closer = threading.Thread(target=close_host)
+        closer.start()
+        return host, peer, closer, closed
+
+    def test_a_failing_store_host_waits_for_live_peers_to_leave(self) -> None:
+        """The store dies with its host: a failing host leaves only after its live peers have
+        read the failure and left, so that they raise the job's error, not a lost store."""
+        clock = FakeClock(1000.0)
+        host, peer, closer, closed = self._failing_host_and_peer(clock)
+        try:
+            started = clock.now()
+            for _ in range(4):  # 2 s of fake time: the host waits on
+                clock.advance(0.5)
+                closer.join(0.05)
+            assert closer.is_alive()
+            assert not closed
+            peer.close(timeout=2)
+            closer.join(TIMEOUT)
+            assert not closer.is_alive()
+            assert closed == [started + 2.0]  # it left when rank 1 left, not before or after
+            with pytest.raises(RankDiedError, match=r"rank 2 \(host ghost"):
+                peer.join()
+        finally:
+            peer.close(timeout=1)
+            host.close(timeout=1)
+
+    def test_a_failing_store_host_waits_at_most_the_heartbeat_timeout(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A peer that never leaves (stuck in a collective) holds a failing host back for
+        heartbeat_timeout, not for close()'s whole timeout; the host says so."""
+        clock = FakeClock(1000.0)
+        caplog.set_level("WARNING", logger="tickwork.distributed")
+        host, peer, closer, closed = self._failing_host_and_peer(clock)
+        try:
+            started = clock.now()
+            for _ in range(200):
+                if not closer.is_alive():
+                    break
+                clock.advance(0.5)
+                closer.join(0.05)
+            assert not closer.is_alive()
+            (when,) = closed
+            assert started + 5.0 <= when < started + 10.0, (started, when)
+            assert "hosts the store and leaves while ranks [1] have not left yet" in caplog.text
+        finally:
+            peer.close(timeout=1)
+            host.close(timeout=1)
+
     def test_idle_load_is_two_requests_per_heartbeat(self, ranks: Ranks) -> None:
         """At idle a rank makes one set and one read per heartbeat, and nothing else."""
         clock = FakeClock(1000.0)

@@ -322,8 +322,9 @@ class Coordinator(_LocalCoordinator):
 
         Posts a ``left`` entry and stops this rank's threads. A rank that hosts the store
         (``hosts_store``) first waits, up to ``timeout`` seconds, until every peer has left or
-        been declared dead, since the store dies with it. Store failures are logged, not
-        raised (join() raises them).
+        been declared dead, since the store dies with it; when the job is failing, at most
+        ``heartbeat_timeout`` seconds (long enough for the peers to read why, not for one stuck
+        in a collective). Store failures are logged, not raised (join() raises them).
         """
         self._replica.close(timeout)
 

@@ -351,7 +351,7 @@ class Replica:
         if self.closed:
             return
         limit = self.clock.now() + max(timeout, 0.0)
-        if self.fatal is None and self.hosts_store:  # the store dies with this process
+        if self.hosts_store:  # the store dies with this process: the peers read the log first
             self._wait_for_peers(limit)
         self.leaving = True
         self.sender.enqueue(Left(origin=self.origin), None)
@@ -368,13 +368,21 @@ class Replica:
                 logger.warning("%s did not end within 2 s of close()", thread.name)
 
     def _wait_for_peers(self, limit: float) -> None:
+        """Until every live peer has left (or ``limit``). When the job is failing, at most
+        ``heartbeat_timeout`` more: a peer that has not yet read the failure from the log would
+        otherwise lose the store first and report the store gone instead of the job's error;
+        one stuck in a collective may never leave."""
+        failing = False
         while True:
             self.peers_changed.clear()
             with self.state:
                 waiting = [
                     r for r in self.others() if r not in self.log.left and r not in self.dead
                 ]
-            if not waiting or self.fatal is not None:
+                if self.fatal is not None and not failing:
+                    failing = True
+                    limit = min(limit, self.clock.now() + self.timeout)
+            if not waiting or self.watcher.done.is_set():  # no reader: no 'left' will come
                 return
             if not self.clock.wait_until(self.peers_changed, limit):
                 logger.warning(
