@@ -1,5 +1,6 @@
 """A writer killed mid-save, the job restarted and saving again: on a real local directory, the
-follower passes the cut checkpoint over within abandon_secs of a newer one being complete."""
+follower passes the cut checkpoint over once a newer one is complete: at once when the cut one
+has not changed since the newer one appeared, in any case within abandon_secs."""
 
 from __future__ import annotations
 
@@ -27,6 +28,27 @@ def test_a_cut_checkpoint_is_passed_over_once_a_newer_one_is_complete(tmp_path: 
         (tmp_path / "checkpoint-2" / "model.safetensors").write_bytes(whole)
         (tmp_path / "checkpoint-2" / "trainer_state.json").write_text(TRAINER_STATE)
         checkpoint = follower.next_checkpoint(timeout=30)
+        assert checkpoint is not None
+        assert checkpoint.path.endswith("checkpoint-2")
+        assert follower.statistics().rejected == 1
+
+
+def test_a_cut_checkpoint_untouched_since_a_newer_one_appeared_goes_at_once(
+    tmp_path: Path,
+) -> None:
+    """The same with abandon_secs=600: only the "unchanged since the newer one appeared" rule
+    can pass checkpoint-1 over before the bounded wait ends."""
+    whole = safetensors_bytes()
+    (tmp_path / "checkpoint-1").mkdir()
+    (tmp_path / "checkpoint-1" / "model.safetensors").write_bytes(whole[: len(whole) // 2])
+    with CheckpointFollower(
+        str(tmp_path), skip_to_latest=False, layout="huggingface", abandon_secs=600.0
+    ) as follower:
+        assert follower.next_checkpoint(timeout=1.5) is None  # the restart takes a while
+        (tmp_path / "checkpoint-2").mkdir()
+        (tmp_path / "checkpoint-2" / "model.safetensors").write_bytes(whole)
+        (tmp_path / "checkpoint-2" / "trainer_state.json").write_text(TRAINER_STATE)
+        checkpoint = follower.next_checkpoint(timeout=60)
         assert checkpoint is not None
         assert checkpoint.path.endswith("checkpoint-2")
         assert follower.statistics().rejected == 1

@@ -188,6 +188,59 @@ class TestHuggingFaceWhole:
         assert len(warnings) == 1
         assert "checkpoint-1" in warnings[0].getMessage()
 
+    def test_one_unchanged_since_a_newer_one_appeared_is_passed_over_at_once(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The writer died mid-save and, restarted, wrote a newer one: the incomplete one has
+        not changed since the newer one appeared, so it is passed over as soon as the newer one
+        is complete, without waiting abandon_secs (set to a minute here)."""
+        storage, clock = MemoryStorage(), FakeClock()
+        storage.write("checkpoint-1/trainer_state.json", b"")
+        with follower(storage, clock, abandon_secs=60.0) as f:
+            assert drain(f) == []
+            clock.advance(5.0)
+            assert drain(f) == []
+            storage.write("checkpoint-2/trainer_state.json", TRAINER_STATE)
+            clock.advance(1.0)  # one poll: it appears, complete
+            assert drain(f) == [2]
+            assert f.statistics().rejected == 1
+        assert "has not changed since the newer" in caplog.text
+
+    def test_one_still_changing_when_a_newer_one_appears_is_waited_for(self) -> None:
+        """The incomplete one changed in the same look that found the newer one: its writer may
+        be alive, so it keeps its place and comes first once complete (within abandon_secs)."""
+        storage, clock = MemoryStorage(), FakeClock()
+        storage.write("checkpoint-1/trainer_state.json", b"")
+        with follower(storage, clock) as f:
+            assert drain(f) == []
+            clock.advance(5.0)
+            storage.write("checkpoint-1/trainer_state.json", b"{")
+            storage.write("checkpoint-2/trainer_state.json", TRAINER_STATE)
+            clock.advance(1.0)
+            assert drain(f) == []
+            storage.write("checkpoint-1/trainer_state.json", TRAINER_STATE)
+            clock.advance(1.0)
+            assert drain(f) == [1, 2]
+            assert f.statistics().rejected == 0
+
+    def test_one_that_changed_just_before_a_newer_one_appeared_is_waited_for(self) -> None:
+        """Seen changing half a second before the newer one appeared (less than the 1 s quiet
+        that "moved on" needs: the follower sees changes late): not passed over at once."""
+        storage, clock = MemoryStorage(), FakeClock()
+        storage.write("checkpoint-1/trainer_state.json", b"")
+        with follower(storage, clock, poll_interval=0.5) as f:
+            assert drain(f) == []
+            clock.advance(5.0)
+            storage.write("checkpoint-1/trainer_state.json", b"{")
+            clock.advance(0.5)
+            assert drain(f) == []
+            storage.write("checkpoint-2/trainer_state.json", TRAINER_STATE)
+            clock.advance(0.5)
+            assert drain(f) == []
+            clock.advance(2.0)  # abandon_secs after the newer one was complete
+            assert drain(f) == [2]
+            assert f.statistics().rejected == 1
+
     def test_an_incomplete_one_with_nothing_newer_ready_is_waited_for(self) -> None:
         """Held back only a pending newer one: the old one is not given up, however long."""
         storage, clock = MemoryStorage(), FakeClock()

@@ -262,8 +262,10 @@ def kill_file_writer(kind: str, path: Path, fraction: float) -> None:
 
 
 def run_killed_file(directory: Path, kind: str, fraction: float) -> Outcome:
-    """Steps 1 and 2 saved, step 3's writer killed mid-write, then the restarted writer saves
-    step 3 again and step 4: nothing is handed out early, and all four come in order."""
+    """Steps 1 and 2 saved, step 3's writer killed mid-write, then the restarted writer (resumed
+    from step 2) saves step 3 again, in place, and step 4: the cut step 3 is never handed out,
+    and all four come in order. (A restarted writer that goes on to step 4 without saving step 3
+    again has moved on: test_ckpt_abandon.py.)"""
     import torch
 
     suffix = ".pt" if kind == "torch" else ".safetensors"
@@ -290,9 +292,9 @@ def run_killed_file(directory: Path, kind: str, fraction: float) -> Outcome:
         save(1)
         save(2)
         kill_file_writer(kind, directory / f"step_3{suffix}", fraction)
-        save(4)  # a newer one while step 3 is left incomplete: held back, in step order
-        time.sleep(0.3)  # the consumer must not get step 4 meanwhile (checked by the order)
+        time.sleep(0.3)  # the restart; the consumer must not get the cut step 3 meanwhile
         save(3)  # the restarted writer saves step 3 again, in place
+        save(4)
         return [1, 2, 3, 4]
 
     return follow_beside(directory, train, load)

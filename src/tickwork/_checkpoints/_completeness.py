@@ -267,6 +267,14 @@ class Judge:
             self._assess(candidate)
         return Status.PENDING if record.gone else record.status
 
+    def look_again(self, candidate: Candidate) -> tuple[Status, float | None]:
+        """Assess ``candidate`` afresh: its status and the clock time it was last seen to
+        change (None where its layout's completeness does not watch for changes)."""
+        self._dirty.discard(candidate.key)
+        self._assess(candidate)
+        record = self._record(candidate.key)
+        return (Status.PENDING if record.gone else record.status), record.changed_at
+
     def passed_over(self, keys: Collection[str]) -> None:
         """``keys`` will not be handed out: stop looking at them again while pending."""
         self._pending.difference_update(keys)
@@ -406,6 +414,9 @@ def _assess_directory(
         if scheme.check_files:
             checks = _check_inside(storage, record, files)
         quiet = _quiet_for(record, tuple((*e.signature, e.name) for e in files), now)
+    else:  # waiting for its marker: what it holds is still watched for change (Queue's
+        # "unchanged since a newer one appeared": its writer died or moved on)
+        _quiet_for(record, tuple((*e.signature, e.name) for e in storage.walk(name)), now)
     return decide_directory(
         scheme,
         marker_present=marker_present,

@@ -25,6 +25,11 @@ logger = logging.getLogger(__name__)
 
 _K = TypeVar("_K", bound=Hashable)
 
+QUIET_BEFORE_NEWER = 1.0
+"""Seconds an incomplete checkpoint must have been seen unchanged before a newer one appeared
+to be passed over at once (the follower sees a change up to an event batch or a poll late; a
+writer that died and restarted takes longer than this to save again)."""
+
 
 class Queue:
     """The open candidates of a :class:`Directory`, ascending by step (see the module docs)."""
@@ -49,6 +54,7 @@ class Queue:
         self._floor = floor
         self._counters = counters
         self._open: list[tuple[SortKey, str]] = []
+        self._appeared: dict[str, float] = {}  # open key -> clock time it was first listed
         self._high_water: SortKey | None = floor
 
     def note(self, update: Update) -> None:
@@ -56,9 +62,11 @@ class Queue:
         that were deleted (call before :meth:`Judge.note`, which forgets their statuses)."""
         for candidate, counted in update.removed:
             self._removed(candidate, counted)
+        now = self._clock.now()
         for candidate in update.added:
             if self._floor is None or candidate.order > self._floor:
                 bisect.insort(self._open, (candidate.order, candidate.key))
+                self._appeared[candidate.key] = now
 
     def _removed(self, candidate: Candidate, counted: bool) -> None:
         index = bisect.bisect_left(self._open, (candidate.order, candidate.key))
@@ -66,6 +74,7 @@ class Queue:
             return  # not open: handed out or passed over already
         newer_open = index < len(self._open) - 1
         del self._open[index]
+        self._appeared.pop(candidate.key, None)
         if counted:
             return
         status = self._judge.known_status(candidate.key)
@@ -105,19 +114,26 @@ class Queue:
             known = self._judge.known_status
             counted = sum(1 for k in passed if known(k) is not Status.BROKEN)
             del self._open[: len(passed)]
+            for k in passed:
+                self._appeared.pop(k, None)
             self._judge.passed_over(passed)
             self._counters.add(skipped=counted)
         index = bisect.bisect_left(self._open, (chosen.order, key))
         if index < len(self._open) and self._open[index][1] == key:
             del self._open[index]
+        self._appeared.pop(key, None)
         return chosen
 
     def _note_blocked(self) -> bool:
         """In step order, the oldest open checkpoint holds back the newer ones while pending. A
         writer killed mid-save leaves one that never completes, and a writer that has completed a
-        newer one has evidently moved on: once a newer checkpoint has been complete for
-        ``abandon_secs`` (``FollowOptions.abandon_secs``), the pending one is passed over (logged,
-        counted as rejected) and True is returned, so the caller chooses again."""
+        newer one has evidently moved on. The pending one is passed over (logged, counted as
+        rejected) and True is returned, so that the caller chooses again, when a newer one is
+        complete and either the pending one had not changed for :data:`QUIET_BEFORE_NEWER` when
+        that newer one appeared and has not since (a fresh look: at once), or the newer one has
+        been complete for ``abandon_secs``
+        (``FollowOptions.abandon_secs``: whatever the pending one does). True is also returned,
+        passing nothing over, when the fresh look finds the pending one no longer pending."""
         if self._skip_to_latest or len(self._open) < 2:
             self._blocked = None
             return False
@@ -127,27 +143,49 @@ class Queue:
             self._blocked = None
             return False
         candidates = self._directory.candidates
-        newer = [k for _, k in self._open if k != head]
-        if not any(self._judge.status(candidates[k]) is Status.COMPLETE for k in newer):
+        ready = next(
+            (
+                k
+                for _, k in self._open
+                if k != head and self._judge.status(candidates[k]) is Status.COMPLETE
+            ),
+            None,
+        )
+        if ready is None:
             self._blocked = None
             return False  # nothing newer is ready: keep waiting for this one
         now = self._clock.now()
         if self._blocked is None or self._blocked[0] != head:
             self._blocked = (head, now)
         _key, since = self._blocked
-        if now - since < self._abandon:
+        status, changed = self._judge.look_again(candidates[head])
+        if status is not Status.PENDING:
+            self._blocked = None
+            return True  # complete or broken after all: choose again, in order
+        appeared = self._appeared.get(ready)
+        moved_on = (
+            changed is not None
+            and appeared is not None
+            and changed <= appeared - QUIET_BEFORE_NEWER
+        )
+        if not moved_on and now - since < self._abandon:
             return False
         self._blocked = None
         index = next(i for i, (_, k) in enumerate(self._open) if k == head)
         del self._open[index]
+        self._appeared.pop(head, None)
         self._judge.passed_over([head])
         self._counters.add(rejected=1)
+        if moved_on:
+            newer = self._directory.storage.join(ready)
+            why = f"has not changed since the newer {newer!r} appeared"
+        else:
+            why = f"was still incomplete {now - since:.1f} s after a newer one was complete"
         logger.warning(
-            "checkpoint %r was still incomplete %.1f s after a newer one was complete; its "
-            "writer is taken to have died mid-save or moved on: passed over (counted as "
-            "rejected): %s",
+            "checkpoint %r %s; its writer is taken to have died mid-save or moved on: passed "
+            "over (counted as rejected): %s",
             self._directory.storage.join(head),
-            now - since,
+            why,
             self._judge.reason(head),
         )
         return True

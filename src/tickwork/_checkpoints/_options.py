@@ -61,9 +61,10 @@ class FollowOptions:
     unchanged this long. ``latest_filename``: the TensorFlow state file's name (default
     ``"checkpoint"``). ``storage_options``: passed to fsspec for remote directories.
     ``abandon_secs``: in step order (``skip_to_latest=False``), an incomplete checkpoint holds back
-    the newer ones; once a newer one has been complete this long, its writer is taken to have died
-    mid-save or moved on, and the incomplete one is passed over (logged, counted as rejected).
-    Default 2; a writer that is alive completes a checkpoint before the next one.
+    the newer ones. When a newer one is complete and the incomplete one has not changed since the
+    newer one appeared, or once a newer one has been complete ``abandon_secs``, its writer is taken
+    to have died mid-save or moved on, and the incomplete one is passed over (logged, counted as
+    rejected). Default 2; a writer that is alive completes a checkpoint before the next one.
     """
 
     layout: Layout | CheckpointPattern = Layout.AUTO
