@@ -96,6 +96,8 @@ def run(rank: int, world: int, cfg: dict[str, Any]) -> None:
     stall: dict[str, Any] = {}
     if "stall_timeout" in cfg:
         stall = {"stall_timeout": cfg["stall_timeout"], "stall_dir": str(out / "stalls")}
+    if "report_slow_ranks" in cfg:
+        stall["report_slow_ranks"] = cfg["report_slow_ranks"]
     coord = Coordinator(
         heartbeat_timeout=cfg.get("heartbeat_timeout", 2.0),
         heartbeat_interval=cfg.get("heartbeat_interval", 0.25),
@@ -238,6 +240,8 @@ def run(rank: int, world: int, cfg: dict[str, Any]) -> None:
             _join(coord, result)
         elif scenario == "stall":
             _stall(rank, cfg, coord, dist, out, limit, result)
+        elif scenario == "pace":
+            _pace(rank, cfg, coord, dist, limit, result)
         elif scenario == "jax_sigterm":
             steps_saved: list[int | None] = []
             with coord.stop_on_signals(final_checkpoint=lambda i: steps_saved.append(i.step)) as s:
@@ -366,6 +370,42 @@ def _stall(
             time.sleep(0.1)
         step += 1
     result["steps"] = step
+    _join(coord, result)
+
+
+def _pace(
+    rank: int, cfg: dict[str, Any], coord: Any, dist: Any, limit: float, result: dict[str, Any]
+) -> None:
+    """A real all-reduce per step, 20 ms of work a step on every rank (asleep: the CPU is not
+    what is measured), rank 1 pausing 0.5 s once (at 1.5 s), then from 4 s on rank 2 working
+    ``slow`` x as long; rank 0 stops the job once it names a slow rank (or after ``limit``)."""
+    import dataclasses
+
+    import torch
+
+    began = time.monotonic()
+    onset = began + 4.0
+    paused = False
+    step = 0
+    named_at = None
+    while time.monotonic() < limit:
+        if coord.should_stop_at(step):
+            break
+        now = time.monotonic()
+        if rank == 1 and not paused and now > began + 1.5:
+            paused = True
+            time.sleep(0.5)
+        work = 0.02 * (cfg["slow"] if rank == 2 and now >= onset else 1.0)
+        time.sleep(work)
+        dist.all_reduce(torch.ones(1))
+        if rank == 0 and named_at is None and coord.slow_ranks:
+            named_at = time.monotonic()
+            coord.request_stop()
+        step += 1
+    result["steps"] = step
+    result["named_after_onset"] = None if named_at is None else named_at - onset
+    result["slow"] = [dataclasses.asdict(s) for s in coord.slow_ranks]
+    result["history"] = [dataclasses.asdict(s) for s in coord.slow_rank_history]
     _join(coord, result)
 
 

@@ -443,6 +443,19 @@ class TestArguments:
         with pytest.raises(TypeError, match="'store' must be a torch.distributed Store"):
             Coordinator(object())
 
+    def test_slow_rank_report_is_off_unless_asked_for(self) -> None:
+        """Off by default (no sampler thread); on with report_slow_ranks=True or a stall
+        timeout; a non-bool is refused, named."""
+        with Coordinator(MemoryStore(), rank=0, world_size=1) as coord:
+            assert coord.slow_ranks == ()
+            assert coord.slow_rank_history == ()
+            assert not any("pace sampler" in t.name for t in threading.enumerate())
+        with Coordinator(MemoryStore(), rank=0, world_size=1, report_slow_ranks=True) as coord:
+            assert any("pace sampler (rank 0)" in t.name for t in threading.enumerate())
+            assert coord.slow_ranks == ()
+        with pytest.raises(TypeError, match="'report_slow_ranks' must be a bool or None; got 1"):
+            Coordinator(MemoryStore(), rank=0, world_size=1, report_slow_ranks=1)  # type: ignore[arg-type]
+
     def test_no_store_and_no_framework_is_explained(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """store=None outside torch.distributed/jax.distributed says what to pass."""
         monkeypatch.delitem(sys.modules, "torch.distributed", raising=False)

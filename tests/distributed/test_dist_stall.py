@@ -77,3 +77,28 @@ class TestNoFalseAlarm:
             assert r["join"] is None, r
         assert len({r["steps"] for r in results.values()}) == 1
         assert not (j.out / "stalls").exists()
+
+
+class TestSlowRank:
+    def test_a_slow_rank_is_named_with_no_collective_and_a_pause_is_not(
+        self, job: StartJob
+    ) -> None:
+        """3 ranks in lockstep (an all-reduce per step, so every rank's step takes as long):
+        rank 2 working 1.5x as long from 4 s on is named from the busy time the heartbeats
+        carry; rank 1's one 0.5 s pause is not. Nothing but the heartbeats is sent."""
+        j = job("spawn", 3, scenario="pace", slow=1.5, report_slow_ranks=True, limit=60)
+        results = j.results(timeout=150)
+        for r in results.values():
+            assert "crash" not in r, r
+            assert r["join"] is None, r
+        rank0 = results[0]
+        assert rank0["named_after_onset"] is not None, rank0
+        # Named within 5 s of the onset on a quiet machine (benchmarks/RESULTS.md); a margin
+        # for a loaded one.
+        assert rank0["named_after_onset"] < 5 + 15, rank0
+        (slow,) = rank0["slow"]
+        assert slow["rank"] == 2
+        assert slow["slower_by"] > 0.15
+        assert slow["until"] is None
+        for r in results.values():
+            assert all(e["rank"] != 1 for e in r["history"]), r["history"]

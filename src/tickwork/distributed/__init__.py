@@ -14,6 +14,7 @@ from ._errors import RemoteError as RemoteError
 from ._errors import StallError as StallError
 from ._errors import StoreRecordError as StoreRecordError
 from ._errors import StoreUnreachableError as StoreUnreachableError
+from ._pace_policy import SlowRank as SlowRank
 from ._preemption import FinalCheckpointReport as FinalCheckpointReport
 from ._preemption import PreemptionInfo as PreemptionInfo
 from ._preemption import PreemptionStop as PreemptionStop
@@ -34,6 +35,7 @@ __all__ = [
     "RankDiedError",
     "RemoteError",
     "SharedStepsPerExecution",
+    "SlowRank",
     "StallError",
     "StoreError",
     "StoreRecordError",

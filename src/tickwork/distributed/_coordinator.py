@@ -25,6 +25,7 @@ from .._coordinator import ExcInfo, _exception_of
 from .._validate import check_positive
 from ._env import resolve
 from ._errors import error_record
+from ._pace_policy import SlowRank
 from ._preemption import PreemptionInfo, PreemptionStop
 from ._rendezvous import Keys
 from ._replica import Replica
@@ -100,6 +101,10 @@ class Coordinator(_LocalCoordinator):
             ``suspect: rank N``), then stops with :class:`StallError`, and a process still alive
             10 s later is ended with status 87 so that a launcher can restart the job.
         stall_dir: where the stall reports go (default ``./tickwork-stalls``).
+        report_slow_ranks: name ranks that are slower than the others (a log line on the lowest
+            live rank and :attr:`slow_ranks` on every rank), from the main thread's busy time
+            that the heartbeats carry (a sampler thread looks at it 50 times a second; see
+            docs/distributed.md). Default: on when ``stall_timeout`` is set.
 
     Every rank constructs one (it is a rendezvous), uses it as :class:`tickwork.Coordinator`, and
     leaves with :meth:`close` or a ``with`` block.
@@ -121,6 +126,7 @@ class Coordinator(_LocalCoordinator):
         clock: Clock | None = None,
         stall_timeout: float | Literal["auto"] | None = None,
         stall_dir: str | os.PathLike[str] | None = None,
+        report_slow_ranks: bool | None = None,
     ) -> None:
         super().__init__(clean_stop_exception_types, clock=clock)
         timeout = check_positive("heartbeat_timeout", heartbeat_timeout)
@@ -137,6 +143,11 @@ class Coordinator(_LocalCoordinator):
             if not isinstance(value, str) or not value or "/" in value:
                 raise ValueError(f"'{name}' must be a non-empty str without '/'; got {value!r}")
         stall = _stall_settings(stall_timeout, stall_dir, interval)
+        if report_slow_ranks is not None and not isinstance(report_slow_ranks, bool):
+            raise TypeError(
+                f"'report_slow_ranks' must be a bool or None; got {report_slow_ranks!r}"
+            )
+        pace = stall is not None if report_slow_ranks is None else report_slow_ranks
         found = resolve(store, rank, world_size, hosts_store)
         self._posted_plain = False
         self._posted_errors = 0
@@ -150,6 +161,7 @@ class Coordinator(_LocalCoordinator):
             clock=self._clock,
             on_stop=self._stop_here,
             stall=stall,
+            pace=pace,
         )
 
     # -- what the caller sees ---------------------------------------------------------------------
@@ -190,6 +202,20 @@ class Coordinator(_LocalCoordinator):
         """The ranks whose Coordinator closed normally (they are no longer watched)."""
         with self._replica.state:
             return frozenset(self._replica.log.left)
+
+    @property
+    def slow_ranks(self) -> tuple[SlowRank, ...]:
+        """The ranks slow right now, the slowest first (empty when ``report_slow_ranks`` is
+        off): each a :class:`SlowRank` saying how much slower and since when."""
+        pace = self._replica.pace
+        return () if pace is None else tuple(pace.slow_now())
+
+    @property
+    def slow_rank_history(self) -> tuple[SlowRank, ...]:
+        """Every slow episode named so far (the last 100 ended ones, then those under way),
+        oldest first; an ended one has ``until`` set."""
+        pace = self._replica.pace
+        return () if pace is None else tuple(pace.episodes())
 
     def request_stop(
         self, ex: BaseException | ExcInfo | tuple[None, None, None] | None = None

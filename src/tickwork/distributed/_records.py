@@ -141,6 +141,7 @@ class Beat:
     count: int
     step: int | None
     first: int | None = None
+    busy_ms: int | None = None  # the main thread's busy milliseconds so far (see _pace)
 
 
 @final
@@ -168,6 +169,8 @@ def encode(record: Entry | PeerInfo | Beat | Commit | StallAnswer) -> str:
         data = {"n": record.count, "step": record.step}
         if record.first is not None:
             data["first"] = record.first
+        if record.busy_ms is not None:
+            data["busy"] = record.busy_ms
     elif isinstance(record, Commit):
         data = {"step": record.step, "nonce": record.nonce}
     else:
@@ -336,6 +339,7 @@ def parse_beat(raw: str | None, key: str, store: str) -> Beat:
         count=r.integer("n", 0, MAX_STEP),
         step=r.integer("step", -1, MAX_STEP, optional=True),
         first=r.integer("first", -1, MAX_STEP, optional=True),
+        busy_ms=r.integer("busy", 0, MAX_STEP, optional=True),
     )
 
 

@@ -6,7 +6,8 @@ A :class:`Replica` is made of small parts, each in its own module and thread:
 * :mod:`._sender`: the outbox (entries this rank posts to the event log) and the heartbeats;
 * :mod:`._watcher`: the event-log reader and the stop bell (the fast path of a stop);
 * :mod:`._agreement`: the step every rank stops (or switches steps per execution) after;
-* :mod:`._watchdog`: store calls that never return, and this process's own freezes.
+* :mod:`._watchdog`: store calls that never return, and this process's own freezes;
+* :mod:`._stall` and :mod:`._pace` (when asked for): a stalled job, and slow ranks.
 
 The replica holds the state they share and decides what each entry means. The public
 :class:`tickwork.distributed.Coordinator` owns one and is the only one to call it from the main
@@ -29,6 +30,7 @@ from ._agreement import Agreement
 from ._clients import give_back, take
 from ._env import Resolved
 from ._errors import RankDiedError, RemoteError, StallError, StoreUnreachableError
+from ._pace import Pace
 from ._policy import UNSET, LogView, StepPlan, self_silent
 from ._records import Dead, Entry, Left, Origin, Spe, Stalled, Stop
 from ._rendezvous import Keys, Peers, rendezvous
@@ -75,6 +77,7 @@ class Replica:
         clock: Clock,
         on_stop: Callable[[BaseException | None], None],
         stall: tuple[float | None, Path] | None = None,
+        pace: bool = False,
     ) -> None:
         self.rank = found.rank
         self.world = found.world_size
@@ -130,6 +133,7 @@ class Replica:
         )
         # (timeout or None for "auto", directory) when stall detection is on.
         self.stalls = None if stall is None else Stalls(self, stall[0], stall[1])
+        self.pace = Pace(self) if pace else None
         self.agreement = Agreement(self)
         self.sender = Sender(self, kv)
         self.watcher = LogWatcher(self, reader_kv)
@@ -138,6 +142,8 @@ class Replica:
         self._threads = [
             part.start() for part in (self.sender, self.watchdog, self.watcher, self.bell)
         ]
+        if self.pace is not None:
+            self._threads.append(self.pace.start())
         _replicas[owner] = self
 
     # -- the parts' shared needs ------------------------------------------------------------------

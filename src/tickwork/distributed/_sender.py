@@ -23,6 +23,7 @@ from .._schedule import Overrun
 from .._sync import SignalSafeEvent
 from .._ticker import Ticker
 from ._errors import StoreRecordError
+from ._pace_policy import PaceReading
 from ._policy import Liveness, self_silent
 from ._records import Beat, Dead, Entry, Left, Stop, encode, encode_origin, parse_beat
 from ._store import StoreError
@@ -142,7 +143,13 @@ class Sender:
             r.died_here(silent)
             return
         self._count += 1
-        beat = Beat(count=self._count, step=r.position, first=r.first_position)
+        own = None if r.pace is None else r.pace.reading()
+        beat = Beat(
+            count=self._count,
+            step=r.position,
+            first=r.first_position,
+            busy_ms=None if own is None else int(own.busy * 1000),
+        )
         self._kv.set(self._beat_key, encode(beat))
         self.last_beat = r.clock.now()
         with self._lock:
@@ -162,6 +169,13 @@ class Sender:
             firsts = {p: None if b is None else b.first for p, b in beats.items()}
             firsts[r.rank] = r.first_position
             r.stalls.observe(now, steps, live, firsts)
+        if r.pace is not None and own is not None and not dead:
+            readings: dict[int, PaceReading | None] = {
+                p: None if b is None or b.busy_ms is None else PaceReading(b.step, b.busy_ms / 1000)
+                for p, b in beats.items()
+            }
+            readings[r.rank] = PaceReading(own.step, int(own.busy * 1000) / 1000)
+            r.pace.observe(now, readings)
 
     def _parse(self, rank: int, raw: str | None) -> Beat | None:
         """The peer's beat, or None (no beat) for a value that is not a heartbeat."""

@@ -74,7 +74,8 @@ class TickworkCallback(LinkedCallback, pl.Callback):  # type: ignore[misc,unused
         clear_stale_marker: remove a marker left by an earlier run when training starts.
         stall_timeout, stall_dir: under distributed training, stall detection by the
             Coordinator the callback makes (see ``tickwork.distributed.Coordinator``; the
-            callback marks progress every step); None (the default) turns it off.
+            callback marks progress every step); None (the default) turns it off. With it on,
+            that Coordinator also names slow ranks (``callback.coordinator.slow_ranks``).
     """
 
     def __init__(self, **settings: Unpack[LinkSettings]) -> None:
