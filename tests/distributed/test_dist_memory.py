@@ -456,6 +456,34 @@ class TestArguments:
         with pytest.raises(TypeError, match="'report_slow_ranks' must be a bool or None; got 1"):
             Coordinator(MemoryStore(), rank=0, world_size=1, report_slow_ranks=1)  # type: ignore[arg-type]
 
+    def test_a_phase_rides_on_the_heartbeat_and_nests(self) -> None:
+        """coord.phase(name): the heartbeat says which; the outer one is back after the inner;
+        a bad name is refused, named."""
+        clock = FakeClock(1000.0)
+        store = MemoryStore()
+        key = "tickwork/run/0/default/hb/0"
+
+        def beat_phase() -> object:
+            clock.wait_for_sleepers(2)
+            clock.advance(1.0)
+            clock.wait_for_sleepers(2)
+            return json.loads(store.get_many([key])[0] or "{}").get("phase")
+
+        with Coordinator(store, rank=0, world_size=1, clock=clock) as coord:
+            assert beat_phase() is None
+            with coord.phase("evaluation"):
+                assert beat_phase() == "evaluation"
+                with coord.phase("save"):
+                    assert beat_phase() == "save"
+                assert beat_phase() == "evaluation"
+            assert beat_phase() is None
+            for bad in ("", "x" * 65, 3):
+                with (
+                    pytest.raises(ValueError, match="'name' must be a non-empty str"),
+                    coord.phase(bad),  # type: ignore[arg-type]
+                ):
+                    pass
+
     def test_no_store_and_no_framework_is_explained(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """store=None outside torch.distributed/jax.distributed says what to pass."""
         monkeypatch.delitem(sys.modules, "torch.distributed", raising=False)

@@ -109,6 +109,56 @@ class TestAuto:
         assert watch.effective_timeout() == AUTO_FACTOR * 101.0
 
 
+class TestPhases:
+    def test_a_long_evaluation_leaves_the_training_timeout_as_it_was(self) -> None:
+        """Steps of 1 s (auto: 100 s), an evaluation of 80 s marked as a phase (no verdict:
+        under 100 x the longest segment), then a rank stuck in a training step: named after
+        100 s, where one timeout for everything (100 x 81 s) would wait over two hours."""
+        watch = StallWatch(RANKS, None)
+        t = 0.0
+        for k in range(10):
+            t = float(k)
+            watch.observe(t, dict.fromkeys(RANKS, k), phases=dict.fromkeys(RANKS))
+        watch.observe(t + 0.5, dict.fromkeys(RANKS, 9), phases=dict.fromkeys(RANKS, "evaluation"))
+        for dt in range(1, 81):
+            assert watch.verdict(t + 0.5 + dt, RANKS) is None
+        t += 80.5
+        watch.observe(t, dict.fromkeys(RANKS, 9), phases=dict.fromkeys(RANKS))
+        assert watch.effective_timeout("evaluation") == AUTO_FACTOR * 80.0
+        assert watch.effective_timeout(None) == AUTO_FACTOR * 1.0
+        for k in range(10, 13):
+            t += 1.0
+            watch.observe(t, {0: k, 1: k, 2: min(k, 11)}, phases=dict.fromkeys(RANKS))
+        stuck_since = t - 1.0  # rank 2 last moved a second ago
+        assert watch.verdict(stuck_since + 99.0, RANKS) is None
+        stall = watch.verdict(stuck_since + 101.0, RANKS)
+        assert stall is not None
+        assert stall.rank == 2
+        assert stall.timeout == AUTO_FACTOR * 1.0
+
+    def test_a_new_phase_uses_the_longest_segment_of_any(self) -> None:
+        """A phase never seen before has nothing of its own to learn from."""
+        watch = StallWatch(RANKS, None)
+        for k in range(5):
+            watch.observe(2.0 * k, dict.fromkeys(RANKS, k))
+        assert watch.effective_timeout("save") == AUTO_FACTOR * 2.0
+
+    def test_entering_and_leaving_a_phase_is_progress(self) -> None:
+        """A fixed timeout of 3 s: 2.5 s without a step, then 2.5 s in a phase, then 2.5 s
+        more: no segment reaches 3 s, so no verdict; 3 s more in the phase is one."""
+        watch = StallWatch(RANKS, 3.0)
+        watch.observe(0.0, dict.fromkeys(RANKS, 0))
+        watch.observe(1.0, dict.fromkeys(RANKS, 1))
+        watch.observe(3.5, dict.fromkeys(RANKS, 1), phases=dict.fromkeys(RANKS, "save"))
+        assert watch.verdict(5.9, RANKS) is None
+        watch.observe(6.0, dict.fromkeys(RANKS, 1), phases=dict.fromkeys(RANKS))
+        assert watch.verdict(8.5, RANKS) is None
+        watch.observe(8.5, dict.fromkeys(RANKS, 1), phases=dict.fromkeys(RANKS, "save"))
+        stall = watch.verdict(11.6, RANKS)
+        assert stall is not None
+        assert watch.phase_of(stall.rank) == "save"
+
+
 class TestSuspect:
     def test_the_lowest_step_is_the_suspect(self) -> None:
         """One rank behind the others is the one holding the job back."""

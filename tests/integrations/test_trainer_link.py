@@ -214,6 +214,41 @@ class TestEnd:
         link(tmp_path, background=[tuner])  # elsewhere it is periodic work like any other
 
 
+class TestPhase:
+    def test_a_phase_is_entered_once_and_left_on_the_coordinator(self, tmp_path: Path) -> None:
+        """enter_phase: on a stop target with ``phase()`` (a distributed Coordinator), once
+        until leave_phase; without one (an Event), nothing happens."""
+        seen: list[str] = []
+
+        class Target:
+            def should_stop(self) -> bool:
+                return False
+
+            def should_stop_at(self, step: int) -> bool:
+                return False
+
+            def phase(self, name: str) -> Any:
+                import contextlib
+
+                @contextlib.contextmanager
+                def cm() -> Any:
+                    seen.append(f"enter {name}")
+                    yield
+                    seen.append(f"leave {name}")
+
+                return cm()
+
+        one = link(tmp_path, stop=Target())
+        one.enter_phase("evaluation")
+        one.enter_phase("evaluation")  # each evaluation step calls it
+        one.leave_phase()
+        one.leave_phase()
+        assert seen == ["enter evaluation", "leave evaluation"]
+        plain = link(tmp_path, stop=threading.Event())
+        plain.enter_phase("evaluation")
+        plain.leave_phase()
+
+
 class TestRanks:
     """Distributed training (``begin(distributed=True)``): two ranks as threads of this process,
     their Coordinators on one MemoryStore (the link's factory replaced)."""

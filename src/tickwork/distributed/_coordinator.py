@@ -10,11 +10,12 @@ Keys live under ``tickwork/<run_id>/<restart>/<namespace>/``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, final
@@ -27,6 +28,7 @@ from ._env import resolve
 from ._errors import error_record
 from ._pace_policy import SlowRank
 from ._preemption import PreemptionInfo, PreemptionStop
+from ._records import MAX_PHASE
 from ._rendezvous import Keys
 from ._replica import Replica
 
@@ -276,6 +278,26 @@ class Coordinator(_LocalCoordinator):
         if flag.is_set():  # set by another thread meanwhile
             return replica.stop_at(step)
         return False
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Mark what the main thread does inside the block (``"evaluation"``, ``"save"``).
+
+        The heartbeats carry it. Entering or leaving a phase counts as progress for stall
+        detection, and ``stall_timeout="auto"`` learns one timeout per phase (a long evaluation
+        does not lengthen the training steps' timeout); a stall report names the phase. Blocks
+        nest; the outer phase is back when the inner one ends. Costs an attribute write.
+        """
+        if not isinstance(name, str) or not name or len(name) > MAX_PHASE:
+            raise ValueError(
+                f"'name' must be a non-empty str of at most {MAX_PHASE} characters; got {name!r}"
+            )
+        replica = self._replica
+        outer, replica.phase = replica.phase, name
+        try:
+            yield
+        finally:
+            replica.phase = outer
 
     def _hooked(self, step: int) -> bool:
         """JAX's preemption sync point (True at the same step on every process)."""

@@ -18,6 +18,7 @@ from typing import Any, final
 from ._errors import StoreRecordError
 
 __all__ = [
+    "MAX_PHASE",
     "MAX_RECORD_BYTES",
     "Beat",
     "Commit",
@@ -44,6 +45,8 @@ MAX_RECORD_BYTES = 256 * 1024
 """The largest value tickwork reads (an error record is at most ~41 kB of text)."""
 
 MAX_STEP = 2**63 - 1
+MAX_PHASE = 64
+"""The longest phase name (``Coordinator.phase``), in characters."""
 _SIGNAL_NAME = re.compile(r"SIG[A-Z0-9]{1,12}")
 _MAX_TEXT = 64 * 1024
 
@@ -142,6 +145,7 @@ class Beat:
     step: int | None
     first: int | None = None
     busy_ms: int | None = None  # the main thread's busy milliseconds so far (see _pace)
+    phase: str | None = None  # the phase the rank is in (Coordinator.phase), None outside any
 
 
 @final
@@ -171,6 +175,8 @@ def encode(record: Entry | PeerInfo | Beat | Commit | StallAnswer) -> str:
             data["first"] = record.first
         if record.busy_ms is not None:
             data["busy"] = record.busy_ms
+        if record.phase is not None:
+            data["phase"] = record.phase
     elif isinstance(record, Commit):
         data = {"step": record.step, "nonce": record.nonce}
     else:
@@ -340,6 +346,7 @@ def parse_beat(raw: str | None, key: str, store: str) -> Beat:
         step=r.integer("step", -1, MAX_STEP, optional=True),
         first=r.integer("first", -1, MAX_STEP, optional=True),
         busy_ms=r.integer("busy", 0, MAX_STEP, optional=True),
+        phase=r.text("phase", MAX_PHASE, optional=True),
     )
 
 

@@ -99,6 +99,7 @@ class Replica:
         self.fatal: BaseException | None = None
         self.position: int | None = None  # the step the main thread last passed in
         self.first_position: int | None = None  # the first step it passed in
+        self.phase: str | None = None  # Coordinator.phase(): where the main thread is
         self.stop_commit: int | None = UNSET
         self.stop_agreed = SignalSafeEvent()
         self.error_index: dict[int, int] = {}  # id(error) -> log index

@@ -149,6 +149,7 @@ class Sender:
             step=r.position,
             first=r.first_position,
             busy_ms=None if own is None else int(own.busy * 1000),
+            phase=r.phase,
         )
         self._kv.set(self._beat_key, encode(beat))
         self.last_beat = r.clock.now()
@@ -168,7 +169,9 @@ class Sender:
             steps[r.rank] = r.position
             firsts = {p: None if b is None else b.first for p, b in beats.items()}
             firsts[r.rank] = r.first_position
-            r.stalls.observe(now, steps, live, firsts)
+            phases = {p: None if b is None else b.phase for p, b in beats.items()}
+            phases[r.rank] = beat.phase
+            r.stalls.observe(now, steps, live, firsts, phases)
         if r.pace is not None and own is not None and not dead:
             readings: dict[int, PaceReading | None] = {
                 p: None if b is None or b.busy_ms is None else PaceReading(b.step, b.busy_ms / 1000)

@@ -89,9 +89,11 @@ class Stalls:
         steps: dict[int, int | None],
         live: list[int],
         firsts: dict[int, int | None] | None = None,
+        phases: dict[int, str | None] | None = None,
     ) -> None:
-        """The steps read at ``now`` (heartbeat thread); posts a ``stall`` entry on a verdict."""
-        self.watch.observe(now, steps, firsts)
+        """The steps (and phases) read at ``now`` (heartbeat thread); posts a ``stall`` entry
+        on a verdict."""
+        self.watch.observe(now, steps, firsts, phases)
         if self._posted:
             return
         stall = self.watch.verdict(now, live)
@@ -101,12 +103,14 @@ class Stalls:
 
     def _post(self, stall: Stall) -> None:
         r = self._r
+        phase = self.watch.phase_of(stall.rank)
         logger.error(
-            "rank %d: rank %d has made no progress for %.1f s (stall_timeout=%g s); steps %s",
+            "rank %d: rank %d has made no progress for %.1f s (stall_timeout=%g s%s); steps %s",
             r.rank,
             stall.rank,
             stall.seconds,
             stall.timeout,
+            "" if phase is None else f", in phase {phase!r}",
             stall.steps,
         )
         r.sender.enqueue(

@@ -7,10 +7,16 @@ clock, without a request more. :class:`StallWatch` keeps, per rank, when its ste
 * A live rank that has not advanced for the timeout stalls the job.
 * The clock starts at the first *completed* step of any rank (a step value that changed): the
   first step (compilation, warm-up) and a rank that starts late never trigger before that.
-* ``timeout="auto"``: ``max(AUTO_FLOOR, AUTO_FACTOR x the longest time any rank has gone between
-  two steps so far)``; until a step has completed no verdict is given (the first step may take
-  anything). A save or an evaluation inside the loop that takes up to AUTO_FACTOR times the
-  longest gap seen never triggers, and once it has happened it is the longest gap.
+* Progress is a new step, or a new *phase*: a rank inside ``coord.phase("evaluation")`` says so
+  on its heartbeat, and entering or leaving a phase counts as progress. A rank's time is cut into
+  segments between two progress events, each labelled with the phase it ran in (None: outside
+  any phase, the training steps).
+* ``timeout="auto"``, per phase: ``max(AUTO_FLOOR, AUTO_FACTOR x the longest segment seen in the
+  rank's current phase)``; a phase with no segment yet uses the longest segment of any phase.
+  Until a step has completed no verdict is given (the first step may take anything). A save or
+  an evaluation that takes up to AUTO_FACTOR times the longest segment seen never triggers; once
+  it has happened it is the longest of its phase (marked as a phase, it leaves the training
+  steps' timeout as it was: a 10-minute evaluation does not make a stuck step wait 16 hours).
 
 :func:`suspect` names the rank that holds the job back: the one with the lowest step; where the
 lowest is shared, the one whose main-thread stack differs from the others'.
@@ -47,7 +53,8 @@ class Stall:
 @dataclass
 class _Progress:
     step: int | None = None
-    since: float | None = None  # when ``step`` was first seen
+    since: float | None = None  # when ``step`` (or ``phase``) was first seen
+    phase: str | None = None
 
 
 @dataclass
@@ -60,23 +67,30 @@ class StallWatch:
     ranks: Sequence[int]
     timeout: float | None
     first_completed: float | None = None
-    longest_gap: float = 0.0
+    longest: dict[str | None, float] = field(default_factory=dict)  # phase -> longest segment
     _progress: dict[int, _Progress] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._progress = {r: _Progress() for r in self.ranks}
+
+    @property
+    def longest_gap(self) -> float:
+        """The longest segment seen so far, in any phase."""
+        return max(self.longest.values(), default=0.0)
 
     def observe(
         self,
         now: float,
         steps: Mapping[int, int | None],
         firsts: Mapping[int, int | None] | None = None,
+        phases: Mapping[int, str | None] | None = None,
     ) -> None:
         """Record each rank's step as read at ``now`` (None: no step yet, or not readable).
 
         ``firsts``: each rank's first step; a rank past its first step has completed one, even
         when its steps moved faster than these reads (the first such reading starts the
-        clock)."""
+        clock). ``phases``: each rank's phase (None: outside any); without it, phases are not
+        followed."""
         for rank, step in steps.items():
             first = None if firsts is None else firsts.get(rank)
             if (
@@ -87,45 +101,56 @@ class StallWatch:
             ):
                 self.first_completed = now
             p = self._progress.get(rank)
-            if p is None or step is None or step == p.step:
+            if p is None or step is None:
+                continue
+            phase = p.phase if phases is None else phases.get(rank)
+            moved = step != p.step
+            if not moved and phase == p.phase:
                 continue
             if p.step is not None and p.since is not None:
-                self.longest_gap = max(self.longest_gap, now - p.since)
-                if self.first_completed is None:
+                self.longest[p.phase] = max(self.longest.get(p.phase, 0.0), now - p.since)
+                if moved and self.first_completed is None:
                     self.first_completed = now
             p.step = step
             p.since = now
+            p.phase = phase
 
-    def effective_timeout(self) -> float | None:
-        """The timeout in force (None: no verdict possible yet)."""
+    def effective_timeout(self, phase: str | None = None) -> float | None:
+        """The timeout in force for a rank in ``phase`` (None: no verdict possible yet)."""
         if self.timeout is not None:
             return self.timeout
         if self.first_completed is None:
             return None
-        return max(AUTO_FLOOR, AUTO_FACTOR * self.longest_gap)
+        basis = self.longest.get(phase)
+        return max(AUTO_FLOOR, AUTO_FACTOR * (self.longest_gap if basis is None else basis))
 
     def verdict(self, now: float, live: Sequence[int]) -> Stall | None:
         """The stall at ``now`` among the ``live`` ranks (heartbeats still arriving), if any."""
-        timeout = self.effective_timeout()
-        if timeout is None or self.first_completed is None:
+        if self.first_completed is None:
             return None
-        worst: tuple[float, int] | None = None
+        worst: tuple[float, int, float] | None = None
         for rank in live:
             p = self._progress.get(rank)
-            if p is None:
+            timeout = self.effective_timeout(None if p is None else p.phase)
+            if p is None or timeout is None:
                 continue
             since = self.first_completed if p.since is None else max(p.since, self.first_completed)
             quiet = now - since
             if quiet >= timeout and (worst is None or quiet > worst[0]):
-                worst = (quiet, rank)
+                worst = (quiet, rank, timeout)
         if worst is None:
             return None
         return Stall(
             rank=worst[1],
             seconds=worst[0],
-            timeout=timeout,
+            timeout=worst[2],
             steps={r: p.step for r, p in self._progress.items()},
         )
+
+    def phase_of(self, rank: int) -> str | None:
+        """The phase ``rank`` was last seen in."""
+        p = self._progress.get(rank)
+        return None if p is None else p.phase
 
 
 def suspect(

@@ -29,6 +29,7 @@ has ended (also on the error path). It owns
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -216,6 +217,7 @@ class TrainerLink:
         self._stop_target: Any = None
         self.set_stop(stop)
         self.coordinator: Any = None  # the distributed Coordinator this link made, while training
+        self._phase: contextlib.ExitStack | None = None  # the phase entered (enter_phase)
         self._rank: int | None = None  # this process's rank, in distributed training
         self._forward: Callable[[], bool] | None = None  # a local stop forwarded to every rank
         self.signals = tuple(signals or ())
@@ -381,6 +383,24 @@ class TrainerLink:
                 )
                 self.final_checkpoint = FinalSave.JOB_FAILING
         return requested
+
+    def enter_phase(self, name: str) -> None:
+        """Mark the trainer's evaluation (or another phase) on the distributed Coordinator, if
+        training has one: its stall detection learns the phase's own timeout. Idempotent until
+        :meth:`leave_phase`."""
+        source = self.coordinator if self.coordinator is not None else self._given_stop
+        phase = getattr(source, "phase", None)
+        if phase is None or self._phase is not None:
+            return
+        stack = contextlib.ExitStack()
+        stack.enter_context(phase(name))
+        self._phase = stack
+
+    def leave_phase(self) -> None:
+        """End the phase :meth:`enter_phase` entered (nothing if none)."""
+        stack, self._phase = self._phase, None
+        if stack is not None:
+            stack.close()
 
     def job_failing(self) -> bool:
         """Whether the distributed stop came from a failure (a dead rank, an error reported on

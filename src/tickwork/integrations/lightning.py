@@ -107,8 +107,17 @@ class TickworkCallback(LinkedCallback, pl.Callback):  # type: ignore[misc,unused
             # as done for them, so that they do not save this step again.
             self.link.final_save(lambda: _save_final(trainer, self.link.checkpoint_dir))
 
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        """Under DDP, mark validation as a phase for stall detection (its own timeout)."""
+        self.link.enter_phase("validation")
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        """The validation phase ends."""
+        self.link.leave_phase()
+
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         """Restore the signal handlers and stop the background work."""
+        self.link.leave_phase()
         self.link.restore_signals()
         self.link.stop_background()
 

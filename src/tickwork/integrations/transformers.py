@@ -131,9 +131,18 @@ class TickworkCallback(LinkedCallback, transformers.TrainerCallback):  # type: i
         else:
             self.link.final_checkpoint = FinalSave.SAVED
 
+    def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Under DDP, mark evaluation as a phase for stall detection (its own timeout)."""
+        self.link.enter_phase("evaluation")
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """The evaluation phase ends."""
+        self.link.leave_phase()
+
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Stop the background work, restore the handlers and write the done marker."""
         self._uncaught.unwatch()
+        self.link.leave_phase()
         self.link.end(
             is_saver=self._is_saver,
             step=int(state.global_step),
