@@ -100,12 +100,14 @@ class Job:
             assert not p.is_alive(), f"rank process {p.pid} did not end within {timeout} s"
         return None
 
-    def exit_codes(self, timeout: float) -> dict[int, int | None]:
-        """Each spawned rank's exit status once all ended (bounded; None: still running)."""
+    def exit_codes(self, timeout: float, ranks: list[int] | None = None) -> dict[int, int | None]:
+        """Each spawned rank's (of ``ranks``: all by default) exit status once they ended
+        (bounded; None: still running)."""
         limit = time.monotonic() + timeout
-        for p in self._procs:
-            p.join(max(0.1, limit - time.monotonic()))
-        return {rank: p.exitcode for rank, p in enumerate(self._procs)}
+        chosen = range(self.world) if ranks is None else ranks
+        for rank in chosen:
+            self._procs[rank].join(max(0.1, limit - time.monotonic()))
+        return {rank: self._procs[rank].exitcode for rank in chosen}
 
     def _wait_files(self, names: list[str], timeout: float) -> None:
         limit = time.monotonic() + timeout

@@ -334,7 +334,8 @@ def _stall(
     result: dict[str, Any],
 ) -> None:
     """A real all-reduce per step. ``mode``: how rank ``target`` gets stuck at step 5 (``sleep``
-    in the step, ``spin`` in pure Python, ``queue``: blocked on an empty queue), or ``steady``:
+    in the step, ``spin`` in pure Python, ``queue``: blocked on an empty queue, ``gil``: in C
+    code that holds the GIL), or ``steady``:
     nobody gets stuck, but steps vary, step 10 takes ``long`` s and rank 2 starts ``late`` s
     after the others; rank 0 stops the job at step 40."""
     import queue
@@ -357,6 +358,10 @@ def _stall(
                 end = time.monotonic() + 60
                 while time.monotonic() < end:
                     sum(range(1000))
+            elif mode == "gil":  # C code that holds the GIL: no Python thread of this rank runs
+                import ctypes
+
+                ctypes.PyDLL(None).sleep(60)
             else:
                 queue.Queue().get(timeout=60)
         if dist is not None:  # torch: a real all-reduce; JAX: no collective, steps drift apart
@@ -411,6 +416,10 @@ def _pace(
 
 def spawn_entry(rank: int, world: int, cfg: dict[str, Any]) -> None:
     os.environ["TORCH_CPP_LOG_LEVEL"] = "ERROR"
+    if cfg.get("stderr_files"):  # what a C thread (faulthandler) writes goes to fd 2
+        fd = os.open(Path(cfg["out"]) / f"stderr{rank}.txt", os.O_WRONLY | os.O_CREAT, 0o644)
+        os.dup2(fd, 2)
+        os.close(fd)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     run(rank, world, cfg)

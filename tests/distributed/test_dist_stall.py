@@ -8,6 +8,9 @@ the exit are measured by benchmarks, not asserted tightly here.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -56,6 +59,58 @@ class TestStuckRank:
         # first and their collective failed (status 1, the script's own error).
         assert EXIT_CODE in codes.values(), codes
         assert set(codes.values()) <= {EXIT_CODE, 1}, codes
+
+
+class TestGilHeld:
+    def test_a_rank_holding_the_gil_is_ended_with_its_stacks_and_so_are_its_peers(
+        self, job: StartJob
+    ) -> None:
+        """Rank 1 at step 5 in C code that holds the GIL (none of its Python threads runs):
+        its peers declare it dead (its heartbeats stop) and, blocked in the all-reduce, are
+        ended 10 s later; rank 1 itself is ended by the faulthandler backstop (a C thread)
+        heartbeat_timeout + 10 s after its last heartbeat, every thread's stack on its stderr."""
+        j = job(
+            "spawn", 3, scenario="stall", mode="gil", target=1, stall_timeout=STALL, stderr_files=1
+        )
+        codes = j.exit_codes(timeout=90)
+        assert codes[1] == 1, codes
+        assert codes[0] not in (None, 0), codes
+        assert codes[2] not in (None, 0), codes
+        stderr1 = (j.out / "stderr1.txt").read_text()
+        assert "Timeout (0:00:12)!" in stderr1, stderr1  # heartbeat_timeout 2 s + 10 s
+        assert "most recent call first" in stderr1
+        assert "in _stall" in stderr1  # the main thread's frame, where it holds the GIL
+        for rank in (0, 2):
+            text = (j.out / f"stderr{rank}.txt").read_text()
+            assert "rank 1 (host" in text, text  # RankDiedError, logged
+            assert "still waits for its peers" in text or codes[rank] == 1, text
+
+
+class TestBlockedPeers:
+    def test_peers_blocked_in_a_collective_with_a_dead_rank_are_ended(self, job: StartJob) -> None:
+        """Stall detection on, rank 1 frozen (SIGSTOP: its sockets stay open, so the others'
+        all-reduce never fails): they declare it dead and, their main threads still blocked
+        in the all-reduce 10 s later, are ended with status 87 so a launcher can restart."""
+        j = job(
+            "spawn",
+            3,
+            scenario="stall",
+            mode="sleep",
+            target=99,
+            stall_timeout=STALL,
+            stderr_files=1,
+        )
+        j.wait_ready()
+        time.sleep(1.0)  # a few steps
+        os.kill(j.pid(1), signal.SIGSTOP)  # resumed and killed by the fixture
+        began = time.monotonic()
+        codes = j.exit_codes(timeout=60, ranks=[0, 2])
+        assert time.monotonic() - began < 60
+        assert codes == {0: EXIT_CODE, 2: EXIT_CODE}, codes
+        for rank in (0, 2):
+            text = (j.out / f"stderr{rank}.txt").read_text()
+            # Ended as blocked after the dead-rank verdict, or as stalled if that came first.
+            assert "still waits for its peers" in text or "stall report" in text, text
 
 
 class TestNoFalseAlarm:

@@ -231,6 +231,10 @@ class Replica:
                 self.fatal = error
             self.plan.stop_now = True
         if first:
+            if self.stalls is not None:
+                self.stalls.disarm_backstop()
+                if not isinstance(error, StallError):  # a stall ends the process itself
+                    self.stalls.end_if_blocked_later()
             logger.error("rank %d: %s", self.rank, error)
             self.stop_here(error)
             if post:
@@ -367,6 +371,8 @@ class Replica:
         self.sender.flush(short)
         self.clock.wait_until(self.watcher.done, short)
         self.closed = True
+        if self.stalls is not None:
+            self.stalls.disarm_backstop()
         self.threads_stop.set()
         self.wake_all()
         for thread in self._threads:
@@ -403,3 +409,5 @@ class Replica:
         self.state = threading.RLock()
         self.closed = True  # the threads did not survive the fork: this copy is inert
         self.sender.after_fork_in_child()
+        if self.stalls is not None:
+            self.stalls.after_fork_in_child()

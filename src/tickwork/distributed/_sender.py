@@ -153,6 +153,8 @@ class Sender:
         )
         self._kv.set(self._beat_key, encode(beat))
         self.last_beat = r.clock.now()
+        if r.stalls is not None:
+            r.stalls.arm_backstop()
         with self._lock:
             watched = self._liveness.watched
         values = self._kv.get_many([self._peer_keys[p] for p in watched], present=True)

@@ -14,10 +14,20 @@ while the main thread is stuck):
 3. stops with :class:`StallError` (``join()`` and ``should_stop_at()`` raise it), and, if the
    process is still alive :data:`EXIT_GRACE_SECONDS` later (its main thread blocked in a
    collective, or one that caught the error), ends it with exit status :data:`STALL_EXIT_CODE`.
+
+None of that runs when the main thread holds the GIL in C code (a call that never returns): no
+Python thread of the rank runs, its heartbeats stop, and its peers declare it dead. The
+*backstop* ends such a process: each heartbeat re-arms :func:`faulthandler.dump_traceback_later`
+(its watchdog is a C thread, which runs without the GIL) for ``heartbeat_timeout +
+EXIT_GRACE_SECONDS``; when no heartbeat comes that long, it writes every thread's stack to
+standard error and exits with status 1. It is disarmed when the job fails (Python threads run
+then) and when the Coordinator closes. faulthandler has one such timer per process: a
+``dump_traceback_later`` of the user's own is replaced while stall detection runs.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import sys
@@ -26,10 +36,11 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._clock import MonotonicClock
 from .._naming import start_daemon
 from ._errors import StallError, StoreRecordError
 from ._records import StallAnswer, Stalled, encode, parse_stall_answer
-from ._stall_policy import Stall, StallWatch, suspect
+from ._stall_policy import Stall, StallWatch, suspect, waits_for_peers
 from ._tracked import TrackedStore
 
 if TYPE_CHECKING:
@@ -82,6 +93,61 @@ class Stalls:
         self.directory = directory
         self._posted = False
         self._handled = False
+        self._backstop = replica.timeout + EXIT_GRACE_SECONDS
+        # Real time only: on a test's clock the heartbeats keep fake time.
+        self._real = isinstance(replica.clock, MonotonicClock)
+        self._armed = False
+        self._arm_lock = threading.Lock()
+
+    def arm_backstop(self) -> None:
+        """After a heartbeat (sender thread): end this process if none comes for
+        ``heartbeat_timeout + EXIT_GRACE_SECONDS`` (see module docs)."""
+        with self._arm_lock:
+            if not self._real or self._r.fatal is not None or self._r.closed:
+                return
+            faulthandler.dump_traceback_later(self._backstop, exit=True)
+            self._armed = True
+
+    def end_if_blocked_later(self) -> None:
+        """The job failed (a dead rank, the store gone): if :data:`EXIT_GRACE_SECONDS` later
+        this rank's main thread still waits for its peers in a collective (which a dead peer
+        never completes, until the collective's own timeout), end the process with
+        :data:`STALL_EXIT_CODE`, as for a stall. A main thread that is free is left alone."""
+        start_daemon(self._end_if_blocked, f"distributed blocked-rank exit (rank {self._r.rank})")
+
+    def _end_if_blocked(self) -> None:
+        r = self._r
+        if r.clock.wait(r.threads_stop, EXIT_GRACE_SECONDS):
+            return  # closed: the main thread got out
+        frames = main_thread_frames()
+        if not waits_for_peers(frames):
+            return
+        logger.error(
+            "rank %d: the job failed (%s) and this rank's main thread still waits for its "
+            "peers %g s later (%s): ending the process with status %d",
+            r.rank,
+            r.fatal,
+            EXIT_GRACE_SECONDS,
+            " < ".join(frames),
+            STALL_EXIT_CODE,
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _exit_process(STALL_EXIT_CODE)
+
+    def after_fork_in_child(self) -> None:
+        """faulthandler's watchdog thread did not survive the fork: nothing to cancel here
+        (cancelling would wait for a thread that is not there)."""
+        self._arm_lock = threading.Lock()
+        self._armed = False
+
+    def disarm_backstop(self) -> None:
+        """The job failed or this rank leaves: Python threads take it from here."""
+        with self._arm_lock:
+            if self._armed:
+                faulthandler.cancel_dump_traceback_later()
+                self._armed = False
 
     def observe(
         self,
