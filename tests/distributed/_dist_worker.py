@@ -381,13 +381,13 @@ def _stall(
 def _pace(
     rank: int, cfg: dict[str, Any], coord: Any, dist: Any, limit: float, result: dict[str, Any]
 ) -> None:
-    """A real all-reduce per step, 20 ms of work a step on every rank (asleep: the CPU is not
-    what is measured), rank 1 pausing 0.5 s once (at 1.5 s), then from 4 s on rank 2 working
-    ``slow`` x as long; rank 0 stops the job once it names a slow rank (or after ``limit``)."""
+    """A real all-reduce per step (torch; JAX: none, the ranks drift apart), 20 ms of work a
+    step on every rank (asleep: the CPU is not what is measured), rank ``pause_rank`` (1)
+    pausing 0.5 s once (at 1.5 s), then from 4 s on rank ``slow_rank`` (2) working ``slow`` x
+    as long; rank 0 stops the job once it names a slow rank (or after ``limit``)."""
     import dataclasses
 
-    import torch
-
+    slow_rank, pause_rank = cfg.get("slow_rank", 2), cfg.get("pause_rank", 1)
     began = time.monotonic()
     onset = began + 4.0
     paused = False
@@ -397,12 +397,15 @@ def _pace(
         if coord.should_stop_at(step):
             break
         now = time.monotonic()
-        if rank == 1 and not paused and now > began + 1.5:
+        if rank == pause_rank and not paused and now > began + 1.5:
             paused = True
             time.sleep(0.5)
-        work = 0.02 * (cfg["slow"] if rank == 2 and now >= onset else 1.0)
+        work = 0.02 * (cfg["slow"] if rank == slow_rank and now >= onset else 1.0)
         time.sleep(work)
-        dist.all_reduce(torch.ones(1))
+        if dist is not None:
+            import torch
+
+            dist.all_reduce(torch.ones(1))
         if rank == 0 and named_at is None and coord.slow_ranks:
             named_at = time.monotonic()
             coord.request_stop()

@@ -130,3 +130,18 @@ def test_a_stuck_process_is_named_and_the_job_ends(tmp_path: Path) -> None:
         text = (tmp_path / "stalls" / f"stall-rank{rank}.txt").read_text()
         assert "suspect: rank 1" in text, text
         assert "the lowest step" in text
+
+
+def test_a_slow_process_is_named(tmp_path: Path) -> None:
+    """Two JAX processes with no collective (each at its own pace): process 1 working 1.5x as
+    long from 4 s on makes fewer steps for its busy time, and is named from the heartbeats."""
+    results = _run(tmp_path, "pace", slow=1.5, slow_rank=1, pause_rank=-1, report_slow_ranks=True)
+    for r in results.values():
+        assert "crash" not in r, r
+        assert r["join"] is None, r
+    rank0 = results[0]
+    assert rank0["named_after_onset"] is not None, rank0
+    assert rank0["named_after_onset"] < 5 + 15, rank0  # a margin for a loaded machine
+    (slow,) = rank0["slow"]
+    assert slow["rank"] == 1
+    assert slow["slower_by"] > 0.15
