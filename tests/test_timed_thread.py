@@ -497,7 +497,8 @@ class TestLoopErrors:
     ) -> None:
         """A clock whose wait raises ends the thread; the error is in errors and in the log,
         and threading.excepthook never sees it."""
-        from tickwork._clock import Clock, Waitable
+        from tickwork._clock import Clock
+        from tickwork._protocols import Waitable
 
         class Broken(Clock):
             def now(self) -> float:

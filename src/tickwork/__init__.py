@@ -14,11 +14,8 @@ ending when training is done; training tells it so, and how it ended, with
 :class:`ProgressEvent` objects (for a progress bar or your own log lines).
 """
 
-from typing import TYPE_CHECKING
-
 from ._clock import Clock as Clock
 from ._clock import MonotonicClock as MonotonicClock
-from ._clock import Waitable as Waitable
 from ._coordinator import Coordinator as Coordinator
 from ._looper import LooperThread as LooperThread
 from ._public import publish as _publish
@@ -67,8 +64,10 @@ _LAZY = {
     "TuningRecord": "._tuning._history",
     "StepsPerExecution": "._tuning._spe",
     "StepsPerExecutionTuner": "._tuning._tuner",
+    "Waitable": "._protocols",  # a typing.Protocol: typing itself is not imported up front
 }
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _protocols)
 if TYPE_CHECKING:  # what type checkers and editors see; at run time, _LAZY
     from ._checkpoints._api import CheckpointIterator as CheckpointIterator
     from ._checkpoints._api import checkpoints_iterator as checkpoints_iterator
@@ -97,6 +96,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, _LAZY
     from ._done_marker import clear_done_marker as clear_done_marker
     from ._done_marker import mark_training_done as mark_training_done
     from ._done_marker import read_training_end as read_training_end
+    from ._protocols import Waitable as Waitable
     from ._tick_stats import TickStats as TickStats
     from ._tuning._history import TuningHistory as TuningHistory
     from ._tuning._history import TuningRecord as TuningRecord

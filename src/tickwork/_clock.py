@@ -14,9 +14,10 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _protocols)
 if TYPE_CHECKING:
+    from ._protocols import CoordinatorLike, Waitable
     from ._sync import SignalSafeEvent
 
 __all__ = [
@@ -24,10 +25,7 @@ __all__ = [
     "MONOTONIC",
     "RELAY_SLICE",
     "Clock",
-    "CoordinatorLike",
     "MonotonicClock",
-    "StopSignal",
-    "Waitable",
     "any_stop",
     "as_waitable",
     "check_clock",
@@ -59,17 +57,6 @@ def os_timeout(timeout: float | None) -> float | None:
     if timeout != timeout:  # NaN: no time to wait is the only safe reading
         return 0.0
     return timeout
-
-
-@runtime_checkable
-class Waitable(Protocol):
-    """Anything that can be waited on for a stop: :class:`threading.Event` is one."""
-
-    def is_set(self) -> bool:
-        """True once the stop has been requested."""
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until set (True) or ``timeout`` seconds pass (False); None waits for ever."""
 
 
 class Clock(abc.ABC):
@@ -165,16 +152,9 @@ class _CoordinatorWaitable:
         return f"<stop signal of {self._coord!r}>"
 
 
-class CoordinatorLike(Protocol):
-    """A coordinator as a stop signal: tickwork's :class:`~tickwork.Coordinator` or TensorFlow's."""
-
-    def should_stop(self) -> bool: ...
-
-    def wait_for_stop(self, timeout: float | None = None) -> bool: ...
-
-
-StopSignal: TypeAlias = "Waitable | CoordinatorLike | None"
-"""What a ``stop=`` argument accepts (checked at run time by :func:`as_waitable`)."""
+def _is_waitable(obj: object) -> bool:
+    """What ``isinstance(obj, Waitable)`` says (it has ``is_set`` and ``wait``), without typing."""
+    return callable(getattr(obj, "is_set", None)) and callable(getattr(obj, "wait", None))
 
 
 def as_waitable(stop: object, *, argument: str = "stop") -> Waitable | None:
@@ -187,10 +167,10 @@ def as_waitable(stop: object, *, argument: str = "stop") -> Waitable | None:
     if stop is None:
         return None
     own = getattr(stop, "_tickwork_stop_event", None)
-    if own is not None and isinstance(own, Waitable):
-        return own
-    if isinstance(stop, Waitable):
-        return stop
+    if own is not None and _is_waitable(own):
+        return own  # type: ignore[no-any-return]
+    if _is_waitable(stop):
+        return stop  # type: ignore[return-value]
     if callable(getattr(stop, "should_stop", None)) and callable(
         getattr(stop, "wait_for_stop", None)
     ):

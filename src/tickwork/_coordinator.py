@@ -21,7 +21,6 @@ import sys
 import threading
 from collections.abc import Iterable
 from types import TracebackType
-from typing import TypeAlias
 
 from . import _fork
 from ._clock import Clock, check_clock
@@ -34,7 +33,7 @@ __all__ = ["Coordinator"]
 
 logger = logging.getLogger(__name__)
 
-ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]  # a type alias
 
 # How long a helper that waits for one thread to end sleeps between checks that join() is over.
 _WATCHER_RECHECK_SECONDS = 0.25

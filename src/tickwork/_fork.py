@@ -12,22 +12,15 @@ import logging
 import os
 import threading
 import weakref
-from typing import Protocol
 
 __all__ = ["ForkAware", "track"]
 
 logger = logging.getLogger(__name__)
 
 
-class ForkAware(Protocol):
-    def _running_thread_names(self) -> list[str]:
-        """In the parent, just before fork: the names of the threads this object has running."""
-        ...
-
-    def _after_fork_in_child(self) -> None:
-        """In the child: fresh locks, and no thread counted as running."""
-        ...
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _protocols)
+if TYPE_CHECKING:
+    from ._protocols import ForkAware
 
 _tracked: weakref.WeakSet[ForkAware] = weakref.WeakSet()
 _tracked_lock = threading.Lock()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import TypeVar
 
 from ._clock import os_timeout
 from ._naming import mark_own, thread_name
@@ -27,7 +26,11 @@ from ._validate import check_optional_nonnegative
 
 __all__ = ["RunsInWith", "ThreadLifecycle"]
 
-_S = TypeVar("_S", bound="RunsInWith")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _protocols)
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    _S = TypeVar("_S", bound="RunsInWith")
 
 
 class RunsInWith:

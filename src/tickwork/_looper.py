@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
-from ._clock import Clock, Waitable, as_waitable, check_clock
+from ._clock import Clock, as_waitable, check_clock
 from ._coordinator import Coordinator
 from ._naming import callable_name, thread_name
 from ._schedule import Overrun
 from ._ticker import Ticker
 from ._validate import check_choice, check_nonnegative
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _protocols)
 if TYPE_CHECKING:
+    from typing import Any
+
+    from ._protocols import Waitable
     from ._tick_stats import TickStats
 
 __all__ = ["LooperThread"]

@@ -19,9 +19,12 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Mapping, MutableMapping
-from typing import Any
 
 __all__ = ["is_private", "publish"]
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _protocols)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def is_private(module_name: str) -> bool:

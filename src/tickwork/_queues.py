@@ -10,14 +10,19 @@ in a traceback and exit 1. :func:`stoppable_put` waits for room *or* a stop, and
 from __future__ import annotations
 
 import queue
-from typing import TypeVar
 
-from ._clock import Clock, CoordinatorLike, Waitable, as_waitable, check_clock
+from ._clock import Clock, as_waitable, check_clock
 from ._validate import check_positive
 
 __all__ = ["stoppable_put"]
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _protocols)
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    from ._protocols import CoordinatorLike, Waitable
+
+    T = TypeVar("T")
 
 # Seconds. How often a put waiting for room looks for it (a queue cannot wake a waiter on a
 # stop, so the wait is on the stop, which ends it at once, and the room is looked for this often).

@@ -23,9 +23,9 @@ when they wake up.
 
 from __future__ import annotations
 
+import collections
 import enum
 import math
-from typing import NamedTuple
 
 __all__ = ["Overrun", "Slot", "claim", "first_slot", "next_slot"]
 
@@ -38,17 +38,25 @@ class Overrun(str, enum.Enum):
     SHIFT = "shift"
 
 
-class Slot(NamedTuple):
-    """One point on the grid: slot ``number``, due at ``due`` (immutable).
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _protocols)
+if TYPE_CHECKING:
+    from typing import NamedTuple
 
-    ``anchor`` is the time of slot 0 (it moves only under ``Overrun.SHIFT``); ``missed`` is how many
-    slots were passed over to reach this one.
-    """
+    class Slot(NamedTuple):
+        """One point on the grid: slot ``number``, due at ``due`` (immutable).
 
-    number: int
-    due: float
-    anchor: float
-    missed: int = 0
+        ``anchor`` is the time of slot 0 (it moves only under ``Overrun.SHIFT``); ``missed`` is
+        how many slots were passed over to reach this one.
+        """
+
+        number: int
+        due: float
+        anchor: float
+        missed: int = 0
+
+else:  # the same tuple, without importing typing (see _protocols)
+    Slot = collections.namedtuple("Slot", ["number", "due", "anchor", "missed"], defaults=[0])
+    Slot.__doc__ = "One point on the grid: slot ``number``, due at ``due`` (immutable)."
 
 
 def first_slot(start: float) -> Slot:

@@ -25,7 +25,6 @@ import signal
 import threading
 from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
-from typing import Any
 
 from ._clock import Clock, as_waitable, check_clock
 
@@ -33,7 +32,11 @@ __all__ = ["SignalStop", "stop_on_signals"]
 
 logger = logging.getLogger(__name__)
 
-_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _protocols)
+if TYPE_CHECKING:
+    from typing import Any
+
+    _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
 def _request(target: object) -> Callable[[], None]:

@@ -16,12 +16,12 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from ._clock import os_timeout
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _protocols)
 if TYPE_CHECKING:
-    from ._clock import Waitable
+    from ._protocols import Waitable
 
 __all__ = ["SignalSafeEvent", "StopGate"]
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from ._clock import Clock, Waitable, repeated_waits
+from ._clock import Clock, repeated_waits
 from ._schedule import Overrun, Slot, claim, first_slot, next_slot
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _protocols)
 if TYPE_CHECKING:
+    from ._protocols import Waitable
     from ._tick_stats import TickStats
 
 __all__ = ["Ticker"]

@@ -15,10 +15,9 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from . import _fork
-from ._clock import Clock, StopSignal, Waitable, any_stop, as_waitable, check_clock
+from ._clock import Clock, any_stop, as_waitable, check_clock
 from ._errors import ErrorLog, LogThrottle, add_note, group_or_single
 from ._lifecycle import RunsInWith, ThreadLifecycle
 from ._naming import callable_name
@@ -27,7 +26,11 @@ from ._sync import SignalSafeEvent
 from ._ticker import Ticker
 from ._validate import check_choice, check_nonnegative
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _protocols)
 if TYPE_CHECKING:
+    from typing import Any
+
+    from ._protocols import StopSignal, Waitable
     from ._tick_stats import TickStats
 
 __all__ = ["OnError", "TimedThread", "every"]

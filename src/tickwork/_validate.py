@@ -18,7 +18,6 @@ import numbers
 import threading
 from collections.abc import Collection
 from enum import Enum
-from typing import TypeVar
 
 __all__ = [
     "check_choice",
@@ -31,7 +30,11 @@ __all__ = [
     "check_positive",
 ]
 
-_E = TypeVar("_E", bound=Enum)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _protocols)
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    _E = TypeVar("_E", bound=Enum)
 
 
 def _number(name: str, value: object, rule: str) -> float:

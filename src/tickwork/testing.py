@@ -16,7 +16,8 @@ import math
 import threading
 import time
 
-from ._clock import Clock, Waitable, os_timeout
+from ._clock import Clock, os_timeout
+from ._protocols import Waitable
 from ._public import publish as _publish
 from ._validate import check_finite
 

@@ -24,9 +24,10 @@ import time
 from collections.abc import Collection, Iterator
 from typing import Any, Protocol
 
-from .._clock import FOREIGN_STOP_POLL, Waitable
+from .._clock import FOREIGN_STOP_POLL
 from .._errors import ErrorLog
 from .._naming import thread_name
+from .._protocols import Waitable
 from .._sync import SignalSafeEvent
 
 __all__ = [

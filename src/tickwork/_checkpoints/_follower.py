@@ -15,16 +15,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, TypeAlias
 
 from .. import _fork
-from .._clock import (
-    Clock,
-    StopSignal,
-    Waitable,
-    any_stop,
-    as_waitable,
-    check_clock,
-    relayed_stop,
-)
+from .._clock import Clock, any_stop, as_waitable, check_clock, relayed_stop
 from .._errors import ErrorLog
+from .._protocols import StopSignal, Waitable
 from .._sync import SignalSafeEvent
 from .._validate import check_optional_nonnegative
 from ._checkpoint import Checkpoint, Counters, FollowerStats

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from .._clock import Clock, Waitable
+from .._clock import Clock
 from .._errors import ErrorLog, add_note
+from .._protocols import Waitable
 from .._timed_thread import OnError
 from ._checkpoint import Checkpoint
 from ._evaluation import Evaluation, Outcome, RunState

@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from .._clock import Clock, Waitable, any_stop
+from .._clock import Clock, any_stop
 from .._errors import ErrorLog, LogThrottle
+from .._protocols import Waitable
 from .._sync import SignalSafeEvent
 from ._checkpoint import Counters
 from ._events import EventBackend, EventWatcher

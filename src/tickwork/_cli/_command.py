@@ -26,8 +26,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .. import Checkpoint
-from .._clock import MONOTONIC, Waitable
+from .._clock import MONOTONIC
 from .._naming import thread_name
+from .._protocols import Waitable
 from .._validate import check_optional_nonnegative
 
 __all__ = [
