@@ -115,7 +115,7 @@ def _propagation(rank: int, world: int, out: Path, requests: int, busy: bool) ->
     dist.destroy_process_group()
 
 
-def _costs(rank: int, world: int, out: Path) -> None:
+def _costs(rank: int, world: int, out: Path, watch: bool = False) -> None:
     import timeit
 
     import torch
@@ -123,7 +123,9 @@ def _costs(rank: int, world: int, out: Path) -> None:
     from tickwork.distributed import Coordinator
 
     dist = _setup(rank, world, out)
-    coord = Coordinator(heartbeat_timeout=30.0)
+    # watch: stall detection and the slow-rank report on (their sampler thread running)
+    extra: dict[str, Any] = {"stall_timeout": 600.0, "stall_dir": str(out)} if watch else {}
+    coord = Coordinator(heartbeat_timeout=30.0, **extra)
     event = threading.Event()
     n = 1_000_000
     result: dict[str, float] = {}
@@ -219,8 +221,8 @@ def propagation(world: int, requests: int, busy: bool) -> dict[str, float]:
     }
 
 
-def costs(world: int) -> dict[str, float]:
-    procs, out = _spawn(_costs, world)
+def costs(world: int, watch: bool = False) -> dict[str, float]:
+    procs, out = _spawn(_costs, world, watch)
     _finish(procs)
     return dict(json.loads((out / "result.json").read_text()))
 
@@ -255,6 +257,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--quick", action="store_true", help="fewer cases (smoke run)")
+    parser.add_argument(
+        "--costs-only",
+        action="store_true",
+        help="only the per-step costs, 2 ranks, without and with stall detection and the "
+        "slow-rank report",
+    )
     args = parser.parse_args()
     os.environ["TORCH_CPP_LOG_LEVEL"] = "ERROR"
     import torch
@@ -263,6 +271,17 @@ def main() -> None:
         f"# {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"torch {torch.__version__}, load {os.getloadavg()[0]:.2f}"
     )
+    if args.costs_only:
+        for watch in (False, True, False, True):
+            c = costs(2, watch)
+            print(
+                f"per-step cost, 2 ranks, stall detection + slow-rank report "
+                f"{'on' if watch else 'off'} (ns): "
+                + ", ".join(f"{k} {v:.0f}" for k, v in c.items()),
+                flush=True,
+            )
+        print(f"# load after: {os.getloadavg()[0]:.2f}")
+        return
     worlds = [2] if args.quick else [2, 4]
     for world in worlds:
         for busy in (False, True):

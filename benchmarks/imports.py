@@ -27,6 +27,8 @@ import sys
 _LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 # Modules a program that only wants a TimedThread should not pay for.
 WATCHED = (
+    "typing",
+    "logging",
     "tickwork._checkpoints",
     "tickwork._tuning",
     "tickwork._done_marker",

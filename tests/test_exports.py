@@ -224,10 +224,12 @@ def test_the_core_imports_no_framework_and_no_extra() -> None:
 
 # What `import tickwork` alone must not import (issue 18, item 4): the checkpoint machinery, the
 # tuner, the training-end marker, the TickStats record, and the standard library modules only
-# they need (typing too: the core names its Protocols under TYPE_CHECKING, see _protocols).
-# Checked by what is in sys.modules, not by timing.
+# they need (typing too: the core names its Protocols under TYPE_CHECKING, see _protocols; and
+# logging, imported by a module's first record, see _log). Checked by what is in sys.modules, not
+# by timing.
 _NOT_ON_IMPORT = (
     "typing",
+    "logging",
     "tickwork._checkpoints",
     "tickwork._tuning",
     "tickwork._done_marker",

@@ -16,7 +16,6 @@ The whole ``tf.train.Coordinator`` API with its semantics, without TensorFlow, p
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 from collections.abc import Iterable
@@ -25,13 +24,14 @@ from types import TracebackType
 from . import _fork
 from ._clock import Clock, check_clock
 from ._errors import BaseExceptionGroup, add_note
+from ._log import get_logger
 from ._naming import thread_name
 from ._sync import SignalSafeEvent
 from ._validate import check_lenient_seconds, check_lenient_timeout
 
 __all__ = ["Coordinator"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]  # a type alias
 

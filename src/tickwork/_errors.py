@@ -8,7 +8,6 @@ kept exception re-raises it with its original traceback (the caller's frames are
 from __future__ import annotations
 
 import enum
-import logging
 import sys
 import threading
 from collections.abc import Sequence
@@ -17,6 +16,10 @@ if sys.version_info >= (3, 11):
     from builtins import BaseExceptionGroup
 else:  # pragma: no cover - exercised on 3.10 only
     from exceptiongroup import BaseExceptionGroup
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _protocols)
+if TYPE_CHECKING:
+    import logging
 
 __all__ = [
     "BaseExceptionGroup",
@@ -90,7 +93,7 @@ class LogThrottle:
     (at thread end).
     """
 
-    def __init__(self, logger: logging.Logger, what: str, *, level: int = logging.ERROR) -> None:
+    def __init__(self, logger: logging.Logger, what: str, *, level: int = 40) -> None:  # ERROR
         self._logger = logger
         self._what = what
         self._level = level

@@ -8,14 +8,15 @@ that did not survive, and a warning names them, so a child never inherits that s
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import weakref
 
+from ._log import get_logger
+
 __all__ = ["ForkAware", "track"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _protocols)

@@ -20,17 +20,17 @@ handler only when SIGINT was not ignored at startup. The signals left alone are 
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
 
 from ._clock import Clock, as_waitable, check_clock
+from ._log import get_logger, resolve
 
 __all__ = ["SignalStop", "stop_on_signals"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _protocols)
 if TYPE_CHECKING:
@@ -127,6 +127,7 @@ class SignalStop:
             raise RuntimeError("stop_on_signals() must be entered in the main thread (signal rule)")
         if self._installed:
             raise RuntimeError("this stop_on_signals() block is already active")
+        resolve(logger)  # the handler logs: logging is imported here, not inside the handler
         skipped = []
         for sig in self._signals:
             if not self._override_ignored and signal.getsignal(sig) is signal.SIG_IGN:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import abc
 import enum
 import functools
-import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
@@ -20,6 +19,7 @@ from . import _fork
 from ._clock import Clock, any_stop, as_waitable, check_clock
 from ._errors import ErrorLog, LogThrottle, add_note, group_or_single
 from ._lifecycle import RunsInWith, ThreadLifecycle
+from ._log import get_logger
 from ._naming import callable_name
 from ._schedule import Overrun
 from ._sync import SignalSafeEvent
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["OnError", "TimedThread", "every"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 # What threading.Thread accepts that still makes sense here: TimedThread supplies the target.
 _THREAD_KWARGS = frozenset({"name", "group"})
