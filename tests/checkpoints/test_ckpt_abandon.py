@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from ckpt_helpers import safetensors_bytes
 
 from tickwork import CheckpointFollower
@@ -13,38 +14,31 @@ from tickwork import CheckpointFollower
 TRAINER_STATE = '{"global_step": 1, "log_history": []}'
 
 
-def test_a_cut_checkpoint_is_passed_over_once_a_newer_one_is_complete(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("abandon_secs", "restart"),
+    [
+        # The restart (0.5 s) is quicker than the 1 s of quiet that "moved on" needs: the
+        # abandon_secs bound passes it over, in seconds rather than the minute it used to take.
+        (1.0, 0.5),
+        # abandon_secs=600: only "unchanged since the newer one appeared" can pass it over
+        # before the bounded wait ends.
+        (600.0, 1.5),
+    ],
+    ids=["within-abandon-secs", "at-once"],
+)
+def test_a_cut_checkpoint_is_passed_over_once_a_newer_one_is_complete(
+    tmp_path: Path, abandon_secs: float, restart: float
+) -> None:
     """checkpoint-1 cut by a SIGKILL (half a safetensors file, no trainer state), checkpoint-2
     then written whole by the restarted job: checkpoint-2 comes out, checkpoint-1 is counted as
-    rejected, in seconds rather than the minute it used to take (bounded real wait)."""
+    rejected (bounded real waits)."""
     whole = safetensors_bytes()
     (tmp_path / "checkpoint-1").mkdir()
     (tmp_path / "checkpoint-1" / "model.safetensors").write_bytes(whole[: len(whole) // 2])
     with CheckpointFollower(
-        str(tmp_path), skip_to_latest=False, layout="huggingface", abandon_secs=1.0
+        str(tmp_path), skip_to_latest=False, layout="huggingface", abandon_secs=abandon_secs
     ) as follower:
-        assert follower.next_checkpoint(timeout=0.5) is None
-        (tmp_path / "checkpoint-2").mkdir()
-        (tmp_path / "checkpoint-2" / "model.safetensors").write_bytes(whole)
-        (tmp_path / "checkpoint-2" / "trainer_state.json").write_text(TRAINER_STATE)
-        checkpoint = follower.next_checkpoint(timeout=30)
-        assert checkpoint is not None
-        assert checkpoint.path.endswith("checkpoint-2")
-        assert follower.statistics().rejected == 1
-
-
-def test_a_cut_checkpoint_untouched_since_a_newer_one_appeared_goes_at_once(
-    tmp_path: Path,
-) -> None:
-    """The same with abandon_secs=600: only the "unchanged since the newer one appeared" rule
-    can pass checkpoint-1 over before the bounded wait ends."""
-    whole = safetensors_bytes()
-    (tmp_path / "checkpoint-1").mkdir()
-    (tmp_path / "checkpoint-1" / "model.safetensors").write_bytes(whole[: len(whole) // 2])
-    with CheckpointFollower(
-        str(tmp_path), skip_to_latest=False, layout="huggingface", abandon_secs=600.0
-    ) as follower:
-        assert follower.next_checkpoint(timeout=1.5) is None  # the restart takes a while
+        assert follower.next_checkpoint(timeout=restart) is None
         (tmp_path / "checkpoint-2").mkdir()
         (tmp_path / "checkpoint-2" / "model.safetensors").write_bytes(whole)
         (tmp_path / "checkpoint-2" / "trainer_state.json").write_text(TRAINER_STATE)
