@@ -241,10 +241,16 @@ class TestDeadRanks:
         for t in builders:
             t.join(TIMEOUT)
         host, peer = made[0], made[1]
+
+        def stopped() -> bool:
+            return host.should_stop() or peer.should_stop()
+
         for _ in range(20):
-            if host.should_stop() and peer.should_stop():
+            # Both ranks' sender and watchdog asleep on the clock, or one rank failed already (a
+            # failed rank's threads sleep less; the other learns it from the log).
+            wait_for(lambda: stopped() or clock.sleepers >= 4, "the ranks waiting on the clock")
+            if stopped():
                 break
-            clock.wait_for_sleepers(4)
             clock.advance(1.0)
         wait_for(lambda: host.should_stop() and peer.should_stop(), "rank 2 declared dead")
         closed: list[float] = []
