@@ -68,14 +68,17 @@ def following(
             process.communicate()
 
 
-def finish(process: subprocess.Popen[str], limit: float = LIMIT) -> tuple[int, str, str]:
-    """Wait for `tickwork follow` to end (killing it past ``limit``): (status, stdout, stderr)."""
+def finish(
+    process: subprocess.Popen[str], limit: float = LIMIT, context: str = ""
+) -> tuple[int, str, str]:
+    """Wait for `tickwork follow` to end (killing it past ``limit``): (status, stdout, stderr).
+    ``context`` (what the job printed, say) goes into the failure message."""
     try:
         out, err = process.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
         process.kill()
         out, err = process.communicate()
-        pytest.fail(f"tickwork follow did not end within {limit} s:\n{out}\n{err}")
+        pytest.fail(f"tickwork follow did not end within {limit} s:\n{out}\n{err}\n{context}")
     return process.returncode, out, err
 
 

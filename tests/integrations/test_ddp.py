@@ -241,7 +241,10 @@ def test_the_marker_names_the_rank_that_raised(
         code, out, _ = run_job(
             trainer, "raise", run, tmp_path / "sync", coord, None, strategy=strategy
         )
-        follow_code, follow_out, follow_err = finish(follower)
+        job = (
+            f"the job (status {code}, marker files {sorted(p.name for p in run.glob('*DONE*'))}):\n"
+        )
+        follow_code, follow_out, follow_err = finish(follower, context=job + out[-6000:])
     assert code != 0, out
     payload = marker_payload(run)
     assert payload["status"] == "failed", payload
