@@ -13,6 +13,7 @@ from ckpt_helpers import MemoryStorage, fakes, safetensors_bytes, zip_bytes
 from tickwork import CheckpointFollower, Layout
 from tickwork._checkpoints._formats import Structure, check_file
 from tickwork._checkpoints._layouts import Claim, detect_scheme, scheme_for
+from tickwork._checkpoints._storage import Entry
 from tickwork.testing import FakeClock
 
 METADATA = pickle.dumps({"state_dict_metadata": {"w": list(range(50))}}, protocol=4)
@@ -240,6 +241,40 @@ class TestHuggingFaceWhole:
             clock.advance(2.0)  # abandon_secs after the newer one was complete
             assert drain(f) == [2]
             assert f.statistics().rejected == 1
+
+    def test_one_deleted_while_a_newer_one_is_complete_is_counted_deleted(self) -> None:
+        """Rotation (save_total_limit) deletes an incomplete one the follower has seen unchanged
+        for long, just as the newer one appears: the fresh look finds it gone. It was not left
+        behind by a dead writer: counted as deleted before reached, not rejected."""
+
+        class Rotating(MemoryStorage):
+            rotate = False
+
+            def stat(self, name: str) -> Entry | None:
+                if self.rotate and name.startswith("checkpoint-1"):
+                    self.remove("checkpoint-1")  # between the listing and the fresh look
+                return super().stat(name)
+
+            def read_bytes(self, name: str) -> bytes | None:
+                if self.rotate and name.startswith("checkpoint-1"):
+                    self.remove("checkpoint-1")
+                return super().read_bytes(name)
+
+        storage, clock = Rotating(), FakeClock()
+        storage.write("checkpoint-1/trainer_state.json", b"")
+        with follower(storage, clock, abandon_secs=60.0) as f:
+            assert drain(f) == []
+            clock.advance(5.0)
+            assert drain(f) == []
+            storage.write("checkpoint-2/trainer_state.json", TRAINER_STATE)
+            storage.rotate = True
+            clock.advance(1.0)  # one poll: checkpoint-2 appears, complete
+            found = drain(f)
+            clock.advance(1.0)  # the next poll's listing no longer has checkpoint-1
+            found += drain(f)
+            assert found == [2]
+            stats = f.statistics()
+            assert (stats.rejected, stats.deleted_before_reached) == (0, 1)
 
     def test_an_incomplete_one_with_nothing_newer_ready_is_waited_for(self) -> None:
         """Held back only a pending newer one: the old one is not given up, however long."""

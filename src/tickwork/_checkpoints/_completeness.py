@@ -179,6 +179,7 @@ class _Record:
     changed_at: float | None = None  # clock time the signature last changed
     reported: bool = False  # its rejection was logged
     gone: bool = False  # found missing while assessed; forgotten at the next round
+    failed: bool = False  # the last assessment failed (an OSError): nothing was seen
     whole: bool = False  # its files were all written at some point (see Assessment.whole)
     # Files inside found whole, by name, with the signature they were whole with (not re-read).
     whole_files: dict[str, object] = field(default_factory=dict)
@@ -269,11 +270,20 @@ class Judge:
 
     def look_again(self, candidate: Candidate) -> tuple[Status, float | None]:
         """Assess ``candidate`` afresh: its status and the clock time it was last seen to
-        change (None where its layout's completeness does not watch for changes)."""
+        change. The time is None where nothing was seen: its layout's completeness does not
+        watch for changes, the look failed, or it was deleted (a checkpoint being deleted is
+        not one its writer left behind: its removal is counted when the listing drops it)."""
         self._dirty.discard(candidate.key)
         self._assess(candidate)
         record = self._record(candidate.key)
-        return (Status.PENDING if record.gone else record.status), record.changed_at
+        if record.gone:
+            return Status.PENDING, None
+        return record.status, None if record.failed else record.changed_at
+
+    def gone(self, key: str) -> bool:
+        """Whether ``key`` was found deleted when last assessed (until the listing drops it)."""
+        record = self._records.get(key)
+        return record is not None and record.gone
 
     def passed_over(self, keys: Collection[str]) -> None:
         """``keys`` will not be handed out: stop looking at them again while pending."""
@@ -312,6 +322,7 @@ class Judge:
         scheme = self._directory.scheme
         assert scheme is not None
         record = self._record(candidate.key)
+        record.failed = False
         try:
             try:
                 found = self._look(candidate, record, scheme)
@@ -323,6 +334,7 @@ class Judge:
             self._errors.record(exc)
             self._counters.add(errors=1)
             self._failures += 1
+            record.failed = True
             where = self._storage.join(candidate.key)
             self.error_log.failed(where, exc, self._failures, self._clock.now(), "will look again")
             found = Assessment(Status.PENDING, "error", self._pending_recheck)

@@ -133,7 +133,9 @@ class Queue:
         that newer one appeared and has not since (a fresh look: at once), or the newer one has
         been complete for ``abandon_secs``
         (``FollowOptions.abandon_secs``: whatever the pending one does). True is also returned,
-        passing nothing over, when the fresh look finds the pending one no longer pending."""
+        passing nothing over, when the fresh look finds the pending one no longer pending. One
+        the fresh look finds deleted is not passed over: a deletion is counted as such when the
+        listing drops it."""
         if self._skip_to_latest or len(self._open) < 2:
             self._blocked = None
             return False
@@ -162,6 +164,8 @@ class Queue:
         if status is not Status.PENDING:
             self._blocked = None
             return True  # complete or broken after all: choose again, in order
+        if self._judge.gone(head):
+            return False  # being deleted (rotation): counted when the listing drops it
         appeared = self._appeared.get(ready)
         moved_on = (
             changed is not None
