@@ -45,6 +45,7 @@ _LAZY = {
     "CheckpointPattern": "._checkpoints._layouts",
     "Layout": "._checkpoints._layouts",
     "FollowOptions": "._checkpoints._options",
+    "FollowSettings": "._checkpoints._options",
     "Watch": "._checkpoints._options",
     "CheckpointFound": "._checkpoints._progress",
     "Evaluated": "._checkpoints._progress",
@@ -64,7 +65,8 @@ _LAZY = {
     "TuningRecord": "._tuning._history",
     "StepsPerExecution": "._tuning._spe",
     "StepsPerExecutionTuner": "._tuning._tuner",
-    "Waitable": "._protocols",  # a typing.Protocol: typing itself is not imported up front
+    "CoordinatorLike": "._protocols",  # typing.Protocols: typing is not imported up front
+    "Waitable": "._protocols",
 }
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _protocols)
@@ -82,6 +84,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, _LAZY
     from ._checkpoints._layouts import CheckpointPattern as CheckpointPattern
     from ._checkpoints._layouts import Layout as Layout
     from ._checkpoints._options import FollowOptions as FollowOptions
+    from ._checkpoints._options import FollowSettings as FollowSettings
     from ._checkpoints._options import Watch as Watch
     from ._checkpoints._progress import CheckpointFound as CheckpointFound
     from ._checkpoints._progress import Evaluated as Evaluated
@@ -96,6 +99,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, _LAZY
     from ._done_marker import clear_done_marker as clear_done_marker
     from ._done_marker import mark_training_done as mark_training_done
     from ._done_marker import read_training_end as read_training_end
+    from ._protocols import CoordinatorLike as CoordinatorLike
     from ._protocols import Waitable as Waitable
     from ._tick_stats import TickStats as TickStats
     from ._tuning._history import TuningHistory as TuningHistory
@@ -113,11 +117,13 @@ __all__ = [
     "CheckpointPattern",
     "Clock",
     "Coordinator",
+    "CoordinatorLike",
     "EndReason",
     "Evaluated",
     "Evaluating",
     "Evaluation",
     "FollowOptions",
+    "FollowSettings",
     "FollowerStats",
     "FollowingEnded",
     "Layout",

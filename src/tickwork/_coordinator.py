@@ -29,6 +29,10 @@ from ._naming import thread_name
 from ._sync import SignalSafeEvent
 from ._validate import check_lenient_seconds, check_lenient_timeout
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _protocols)
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
 __all__ = ["Coordinator"]
 
 logger = get_logger(__name__)
@@ -245,7 +249,7 @@ class Coordinator:
         timeout = check_lenient_timeout("timeout", timeout)
         return self._clock.wait(self._stop_event, timeout)
 
-    def stop_on_exception(self) -> _StopOnException:
+    def stop_on_exception(self) -> AbstractContextManager[None, bool]:
         """Report any exception raised in the block (and swallow it there: join() re-raises it)."""
         return _StopOnException(self)
 

@@ -2,7 +2,8 @@
 
 ``typing`` costs a few milliseconds to import. The modules that ``import tickwork`` loads name
 these types in annotations only (under ``TYPE_CHECKING``) and check arguments by duck typing;
-``tickwork.Waitable`` is one of the package's lazily imported names.
+``tickwork.Waitable`` and ``tickwork.CoordinatorLike`` are among the package's lazily imported
+names.
 """
 
 from __future__ import annotations
@@ -24,11 +25,16 @@ class Waitable(Protocol):
 
 
 class CoordinatorLike(Protocol):
-    """A coordinator as a stop signal: tickwork's :class:`~tickwork.Coordinator` or TensorFlow's."""
+    """A coordinator as a stop signal: tickwork's :class:`~tickwork.Coordinator` (local or
+    :class:`~tickwork.distributed.Coordinator`) or TensorFlow's ``tf.train.Coordinator``."""
 
-    def should_stop(self) -> bool: ...
+    def should_stop(self) -> bool:
+        """True once a stop has been requested."""
+        ...
 
-    def wait_for_stop(self, timeout: float | None = None) -> bool: ...
+    def wait_for_stop(self, timeout: float | None = None) -> bool:
+        """Block until a stop is requested (True) or ``timeout`` seconds pass (False)."""
+        ...
 
 
 StopSignal: TypeAlias = "Waitable | CoordinatorLike | None"

@@ -22,7 +22,6 @@ from ._lifecycle import RunsInWith, ThreadLifecycle
 from ._log import get_logger
 from ._naming import callable_name
 from ._schedule import Overrun
-from ._sync import SignalSafeEvent
 from ._ticker import Ticker
 from ._validate import check_choice, check_nonnegative
 
@@ -240,8 +239,9 @@ class TimedThread(RunsInWith):
         return self._lifecycle.thread
 
     @property
-    def thread_stop_event(self) -> SignalSafeEvent | None:
-        """The stop signal of the latest ``start()``'s run (None before the first)."""
+    def thread_stop_event(self) -> Waitable | None:
+        """The stop signal of the latest ``start()``'s run (None before the first): set once a
+        stop is requested. To stop the thread, call :meth:`stop`."""
         return None if self._lifecycle.thread is None else self._lifecycle.stop_event
 
     def start(self) -> None:

@@ -387,9 +387,9 @@ class TestCallBudgetArgument:
     def test_none_lifts_the_budget(self) -> None:
         """max_call_seconds=None is accepted and reaches the policy."""
         tuner = StepsPerExecutionTuner(lambda: 0, StepsPerExecution(1), max_call_seconds=None)
-        assert tuner.config.max_call_seconds is None
+        assert tuner._config.max_call_seconds is None  # noqa: SLF001 - what the policy got
         default = StepsPerExecutionTuner(lambda: 0, StepsPerExecution(1))
-        assert default.config.max_call_seconds == 0.5
+        assert default._config.max_call_seconds == 0.5  # noqa: SLF001 - what the policy got
 
 
 class TestHostileCounters:

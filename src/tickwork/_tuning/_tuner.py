@@ -159,7 +159,7 @@ class StepsPerExecutionTuner(RunsInWith):
         if max_call_seconds is not None:
             max_call_seconds = check_positive("max_call_seconds", max_call_seconds)
         self._clock = check_clock(clock)
-        self.config = PolicyConfig(
+        self._config = PolicyConfig(
             candidates=self.candidates,
             windows=self.change_spe_interval,
             max_windows=2 * self.change_spe_interval,
@@ -170,7 +170,7 @@ class StepsPerExecutionTuner(RunsInWith):
         self._lock = threading.RLock()
         self._history = TuningHistory()
         self._core = TuningCore(
-            self.config,
+            self._config,
             interval=self.interval,
             min_spe=self.min_spe,
             history=self._history,

@@ -338,7 +338,7 @@ class Coordinator(_LocalCoordinator):
         e.g. 80; Kubernetes ``terminationGracePeriodSeconds: 30``: e.g. 25). With a JAX store,
         SIGTERM is left to JAX's preemption service (see docs/distributed.md).
         """
-        return PreemptionStop(self, self._replica, signals, final_checkpoint, deadline)
+        return PreemptionStop(self, signals, final_checkpoint, deadline)
 
     def _stop_here(self, error: BaseException | None) -> None:
         """A stop that came from elsewhere (the log, a failure): local only, never raises."""

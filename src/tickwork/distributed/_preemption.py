@@ -37,7 +37,6 @@ from ._errors import FinalCheckpointError
 
 if TYPE_CHECKING:
     from ._coordinator import Coordinator
-    from ._replica import Replica
 
 __all__ = ["FinalCheckpointReport", "PreemptionInfo", "PreemptionStop"]
 
@@ -87,11 +86,11 @@ class PreemptionStop(SignalStop):
     def __init__(
         self,
         coord: Coordinator,
-        replica: Replica,
         signals: Iterable[int | signal.Signals],
         final_checkpoint: Callable[[PreemptionInfo], Any] | None,
         deadline: float,
     ) -> None:
+        replica = coord._replica  # noqa: SLF001 - a part of the Coordinator, made by it
         if final_checkpoint is not None and not callable(final_checkpoint):
             raise TypeError(
                 f"'final_checkpoint' must be a callable taking a PreemptionInfo; got "

@@ -102,9 +102,9 @@ class TickworkCallback(LinkedCallback, keras.callbacks.Callback):  # type: ignor
             )
         if is_chief is not None and not isinstance(is_chief, bool):
             raise TypeError(f"'is_chief' must be a bool or None; got {is_chief!r}")
-        self.link = TrainerLink(checkpoint_dir=checkpoint_dir, allow_tuner=False, **options)
+        self._link = TrainerLink(checkpoint_dir=checkpoint_dir, allow_tuner=False, **options)
         if checkpoint_dir is None and (
-            self.link.done_marker is not None or self.link.final_checkpoint_wanted
+            self._link.done_marker is not None or self._link.final_checkpoint_wanted
         ):
             raise ValueError(
                 "'checkpoint_dir' must be given (or a 'model_checkpoint' to take it from) for the "
@@ -124,7 +124,7 @@ class TickworkCallback(LinkedCallback, keras.callbacks.Callback):  # type: ignor
         """Install the stop handlers, start the background work and watch for an uncaught error."""
         chief = self._is_chief_arg
         self._is_saver = _is_chief() if chief is None else chief
-        self.link.begin(is_saver=self._is_saver, checkpoint_dir=None)
+        self._link.begin(is_saver=self._is_saver, checkpoint_dir=None)
         self._uncaught.watch()
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
@@ -133,17 +133,17 @@ class TickworkCallback(LinkedCallback, keras.callbacks.Callback):  # type: ignor
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         """After a stop request, set ``model.stop_training`` and save the final checkpoint."""
-        if self.link.stopped:
+        if self._link.stopped:
             return
-        step = self._step() if self.link.wants_step else None
-        if not self.link.should_stop(step):
+        step = self._step() if self._link.wants_step else None
+        if not self._link.should_stop(step):
             return
         self.model.stop_training = True
         checkpointing = self.model_checkpoint
         if checkpointing is not None and checkpointing.save_freq == "epoch":
-            self.link.final_checkpoint = FinalSave.BY_TRAINER
+            self._link.final_checkpoint = FinalSave.BY_TRAINER
             return
-        self.link.final_save(lambda: self._save(batch, logs))
+        self._link.final_save(lambda: self._save(batch, logs))
 
     def _save(self, batch: int, logs: Any) -> bool:
         step = self._step()
@@ -154,9 +154,9 @@ class TickworkCallback(LinkedCallback, keras.callbacks.Callback):  # type: ignor
             )
             weights_only = bool(checkpointing.save_weights_only)
         else:
-            assert self.link.checkpoint_dir is not None
+            assert self._link.checkpoint_dir is not None
             name = self.final_checkpoint_name.format(step=step, epoch=self._epoch + 1)
-            path = os.path.join(self.link.checkpoint_dir, name)
+            path = os.path.join(self._link.checkpoint_dir, name)
             weights_only = name.endswith(".weights.h5")
         if os.path.exists(path):
             logger.info("final checkpoint: %s is already saved", path)
@@ -171,7 +171,7 @@ class TickworkCallback(LinkedCallback, keras.callbacks.Callback):  # type: ignor
     def on_train_end(self, logs: Any = None) -> None:
         """Stop the background work, restore the handlers and write the done marker."""
         self._uncaught.unwatch()
-        self.link.end(is_saver=self._is_saver, step=self._step())
+        self._link.end(is_saver=self._is_saver, step=self._step())
 
     def _fail(self, error: BaseException) -> None:
         step = None
@@ -179,4 +179,4 @@ class TickworkCallback(LinkedCallback, keras.callbacks.Callback):  # type: ignor
             step = self._step()
         except Exception:  # the model may be unusable after the error; the step is optional
             logger.debug("could not read the step for the done marker", exc_info=True)
-        self.link.end(is_saver=self._is_saver, step=step, error=error, raise_background=False)
+        self._link.end(is_saver=self._is_saver, step=step, error=error, raise_background=False)

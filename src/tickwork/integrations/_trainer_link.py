@@ -116,7 +116,10 @@ def _check_background(background: Iterable[object], *, allow_tuner: bool) -> tup
 
 
 class LinkOptions(TypedDict, total=False):
-    """The options every TickworkCallback takes (see :class:`TrainerLink` for the defaults)."""
+    """The keyword options every ``TickworkCallback`` takes (the type of its ``**options``).
+
+    What each does and its default: the callbacks' own docs and the trainer integrations guide.
+    """
 
     done_marker: str | None
     storage_options: Mapping[str, Any] | None
@@ -131,7 +134,8 @@ class LinkOptions(TypedDict, total=False):
 
 
 class LinkSettings(LinkOptions, total=False):
-    """:class:`LinkOptions` and the checkpoint directory (keyword-only in these callbacks)."""
+    """:class:`LinkOptions` and ``checkpoint_dir``: what the Lightning and Hugging Face callbacks
+    take (keyword-only)."""
 
     checkpoint_dir: str | os.PathLike[str] | None
 
@@ -139,22 +143,22 @@ class LinkSettings(LinkOptions, total=False):
 class LinkedCallback:
     """What every TickworkCallback reports, read from its :class:`TrainerLink`."""
 
-    link: TrainerLink
+    _link: TrainerLink
 
     @property
     def training_end(self) -> TrainingEnd | None:
         """What the done marker said (None before it is written, and where nothing is saved)."""
-        return self.link.training_end
+        return self._link.training_end
 
     @property
     def final_checkpoint(self) -> str:
         """What became of the final checkpoint (a :class:`FinalSave` value)."""
-        return self.link.final_checkpoint
+        return self._link.final_checkpoint
 
     @property
     def stopped(self) -> bool:
         """True once a tickwork stop stopped the trainer."""
-        return self.link.stopped
+        return self._link.stopped
 
     @property
     def stop(self) -> object:
@@ -162,17 +166,17 @@ class LinkedCallback:
         ``tickwork.distributed.Coordinator`` can only be made once the process group exists,
         which some trainers create inside ``fit()`` (Lightning: make it in your module's
         ``setup()`` and assign it here)."""
-        return self.link.stop
+        return self._link.stop
 
     @stop.setter
     def stop(self, stop: object) -> None:
-        self.link.set_stop(stop)
+        self._link.set_stop(stop)
 
     @property
     def coordinator(self) -> Any:
         """The ``tickwork.distributed.Coordinator`` the callback made for distributed training
         (None when not distributed, when one was given as ``stop``, and after training)."""
-        return self.link.coordinator
+        return self._link.coordinator
 
 
 class TrainerLink:

@@ -80,7 +80,7 @@ class TickworkCallback(LinkedCallback, pl.Callback):  # type: ignore[misc,unused
 
     def __init__(self, **settings: Unpack[LinkSettings]) -> None:
         super().__init__()
-        self.link = TrainerLink(**settings)
+        self._link = TrainerLink(**settings)
 
     # -- hooks ------------------------------------------------------------------------------------
 
@@ -88,9 +88,9 @@ class TickworkCallback(LinkedCallback, pl.Callback):  # type: ignore[misc,unused
         """Join the other ranks (under DDP), install the stop handlers, start the background
         work."""
         distributed = _distributed(trainer)
-        if distributed and signal.SIGTERM in self.link.signals:
+        if distributed and signal.SIGTERM in self._link.signals:
             _drop_sigterm_broadcast(trainer)
-        self.link.begin(
+        self._link.begin(
             is_saver=bool(trainer.is_global_zero),
             checkpoint_dir=_dirpath(trainer),
             distributed=distributed,
@@ -100,30 +100,30 @@ class TickworkCallback(LinkedCallback, pl.Callback):  # type: ignore[misc,unused
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         """After a stop request, set ``trainer.should_stop`` and save the final checkpoint."""
-        if not self.link.stopped and self.link.should_stop(int(trainer.global_step)):
+        if not self._link.stopped and self._link.should_stop(int(trainer.global_step)):
             trainer.should_stop = True
             # Here, before Lightning 2.6 raises SIGTERMException right after this batch's hooks.
             # Checkpoint callbacks run after every other callback in a hook: the save is marked
             # as done for them, so that they do not save this step again.
-            self.link.final_save(lambda: _save_final(trainer, self.link.checkpoint_dir))
+            self._link.final_save(lambda: _save_final(trainer, self._link.checkpoint_dir))
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         """Under DDP, mark validation as a phase for stall detection (its own timeout)."""
-        self.link.enter_phase("validation")
+        self._link.enter_phase("validation")
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         """The validation phase ends."""
-        self.link.leave_phase()
+        self._link.leave_phase()
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         """Restore the signal handlers and stop the background work."""
-        self.link.leave_phase()
-        self.link.restore_signals()
-        self.link.stop_background()
+        self._link.leave_phase()
+        self._link.restore_signals()
+        self._link.stop_background()
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         """Write the done marker (on the global-zero rank): training completed or was stopped."""
-        self.link.end(
+        self._link.end(
             is_saver=bool(trainer.is_global_zero),
             step=int(trainer.global_step),
             checkpoint_dir=_dirpath(trainer),
@@ -132,13 +132,13 @@ class TickworkCallback(LinkedCallback, pl.Callback):  # type: ignore[misc,unused
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         """Write the done marker saying training failed, with the exception."""
         is_saver = bool(trainer.is_global_zero)
-        if is_saver and _spawn_parent(trainer) and self.link.marker_written(_dirpath(trainer)):
+        if is_saver and _spawn_parent(trainer) and self._link.marker_written(_dirpath(trainer)):
             # ddp_spawn: the ranks ran the training hooks; rank 0 wrote the marker, naming the
             # error that started the failure. This process only sees the ranks' exit.
             logger.info("the ranks wrote the done marker; the launching process leaves it")
             return
         exception = _rank_error(exception)
-        self.link.end(
+        self._link.end(
             is_saver=is_saver,
             # ddp_spawn's launching process does not know the ranks' step
             step=None if _spawn_parent(trainer) else int(trainer.global_step),

@@ -73,7 +73,7 @@ class TickworkCallback(LinkedCallback, transformers.TrainerCallback):  # type: i
 
     def __init__(self, **settings: Unpack[LinkSettings]) -> None:
         super().__init__()
-        self.link = TrainerLink(**settings)
+        self._link = TrainerLink(**settings)
         self._is_saver = False
         self._step = 0
         self._save_requested = False
@@ -86,7 +86,7 @@ class TickworkCallback(LinkedCallback, transformers.TrainerCallback):  # type: i
         self._is_saver = bool(args.should_save)
         self._step = int(state.global_step)
         self._save_requested = False
-        self.link.begin(
+        self._link.begin(
             is_saver=self._is_saver,
             checkpoint_dir=os.fspath(args.output_dir),
             distributed=_distributed(args),
@@ -96,19 +96,19 @@ class TickworkCallback(LinkedCallback, transformers.TrainerCallback):  # type: i
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """After a stop request, set ``control.should_training_stop`` and ask for a final save."""
         self._step = int(state.global_step)
-        if self.link.stopped or not self.link.should_stop(self._step):
+        if self._link.stopped or not self._link.should_stop(self._step):
             return
         control.should_training_stop = True
-        if not self.link.final_checkpoint_wanted or self.link.job_failing():
+        if not self._link.final_checkpoint_wanted or self._link.job_failing():
             return
-        remaining = self.link.remaining()
+        remaining = self._link.remaining()
         if remaining is not None and remaining <= 0:
             logger.warning(
                 "final checkpoint not requested: the %g s deadline had passed when the stop was "
                 "seen",
-                self.link.save_deadline,
+                self._link.save_deadline,
             )
-            self.link.final_checkpoint = FinalSave.SKIPPED
+            self._link.final_checkpoint = FinalSave.SKIPPED
             return
         if control.should_save:
             logger.info(
@@ -122,28 +122,28 @@ class TickworkCallback(LinkedCallback, transformers.TrainerCallback):  # type: i
         if not self._save_requested:
             return
         self._save_requested = False
-        remaining = self.link.remaining()
+        remaining = self._link.remaining()
         if remaining is not None and remaining < 0:
             logger.error(
-                "the final checkpoint took past the %g s deadline", self.link.save_deadline
+                "the final checkpoint took past the %g s deadline", self._link.save_deadline
             )
-            self.link.final_checkpoint = FinalSave.TIMED_OUT
+            self._link.final_checkpoint = FinalSave.TIMED_OUT
         else:
-            self.link.final_checkpoint = FinalSave.SAVED
+            self._link.final_checkpoint = FinalSave.SAVED
 
     def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Under DDP, mark evaluation as a phase for stall detection (its own timeout)."""
-        self.link.enter_phase("evaluation")
+        self._link.enter_phase("evaluation")
 
     def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """The evaluation phase ends."""
-        self.link.leave_phase()
+        self._link.leave_phase()
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Stop the background work, restore the handlers and write the done marker."""
         self._uncaught.unwatch()
-        self.link.leave_phase()
-        self.link.end(
+        self._link.leave_phase()
+        self._link.end(
             is_saver=self._is_saver,
             step=int(state.global_step),
             checkpoint_dir=os.fspath(args.output_dir),
@@ -151,7 +151,9 @@ class TickworkCallback(LinkedCallback, transformers.TrainerCallback):  # type: i
 
     def _fail(self, error: BaseException) -> None:
         """The error path (an uncaught exception, or an exit with training unfinished)."""
-        self.link.end(is_saver=self._is_saver, step=self._step, error=error, raise_background=False)
+        self._link.end(
+            is_saver=self._is_saver, step=self._step, error=error, raise_background=False
+        )
 
 
 def _distributed(args: Any) -> bool:
