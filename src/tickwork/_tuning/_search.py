@@ -133,24 +133,27 @@ def next_probe(
     # 1. Climb while the largest value measured is the best, and clearly better than a value at
     #    least two octaves below it (by half the tolerance, plus the noise of both): a curve that
     #    keeps rising slowly gains little per octave, yet much over several.
-    flat = False
+    flat = little = False
     if len(ordered) >= 2:
         previous = max((spe for spe in ordered if spe * 4 <= top), default=ordered[-2])
         known = noise or {}
         spread = math.hypot(known.get(top, 0.0), known.get(previous, 0.0))
         flat = measured[top] < (1 + config.tolerance / 2 + spread) * measured[previous]
+        little = measured[top] < (1 + config.tolerance + spread) * measured[previous]
     above = [spe for spe in allowed if spe > top]
     if best == top and above and not flat:
         climb = _climb(measured, above, config, compiled)
         if climb is not None:
             return climb
-    if best == top and flat:
-        # Flat across a wide step: a curve that flat has peaked, or plateaued, in between; a
-        # probe in the middle tells which.
+    if best == top and little:
+        # Flat, or less than the tolerance gained, across a wide step, and no climb further: the
+        # curve has peaked, or plateaued, in between (a narrow peak can hide between two values
+        # that measure alike); a probe in the middle tells which.
         gap = [spe for spe in allowed if previous < spe < top and spe not in measured]
         if gap:
             probe = _pick(gap, math.sqrt(previous * top), compiled)
-            return probe, f"flat from {previous} to {top}: look for a peak between"
+            why = "flat" if flat else f"less than {config.tolerance:.0%} gained"
+            return probe, f"{why} from {previous} to {top}: look for a peak between"
     # 2. A value above the best measures lower: the curve is not the model's (which only rises),
     #    it peaks, and the peak may lie on either side of the best, between it and its measured
     #    neighbours.
